@@ -1,0 +1,25 @@
+"""The TensorFlow and Keras 2 handles every module of sbp_tf uses.
+
+Usage::
+
+    from sbp_tf.compat import tf, keras   # keras is tf_keras (Keras 2)
+
+Importing TensorFlow before ``sbp_tf`` in a process where
+``TF_USE_LEGACY_KERAS`` was not set makes ``tf.keras`` Keras 3, which tfmot
+cannot wrap; this module then raises with the fix instead of failing later.
+"""
+
+from sbp_tf import _env  # noqa: F401  (must precede the TensorFlow import)
+
+import tensorflow as tf
+
+keras = tf.keras
+
+if not keras.__name__.startswith("tf_keras"):
+  raise ImportError(
+      "tf.keras resolved to %r, not tf_keras (Keras 2). TensorFlow was "
+      "imported before sbp_tf without TF_USE_LEGACY_KERAS=1. Fix: set "
+      "TF_USE_LEGACY_KERAS=1 in the environment, or import sbp_tf before "
+      "tensorflow." % keras.__name__)
+
+__all__ = ["tf", "keras"]

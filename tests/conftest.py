@@ -1,0 +1,25 @@
+"""Test-wide set-up: Keras 2 before TensorFlow, and a data-folder fixture."""
+
+import os
+import pathlib
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+import tensorflow as tf  # noqa: E402
+
+assert tf.keras.__name__.startswith("tf_keras"), tf.keras.__name__
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = pathlib.Path(
+    os.environ.get("SBP_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+  """The offline real-data folder (../shared/data); skips when it is absent."""
+  if not (SHARED_DATA / "README.md").exists():
+    pytest.skip(f"real data folder {SHARED_DATA} is absent (set SBP_SHARED_DATA)")
+  return SHARED_DATA
