@@ -4,8 +4,8 @@ Usage::
 
     from sbp_tf.compat import tf, keras   # keras is tf_keras (Keras 2)
 
-Importing TensorFlow before ``sbp_tf`` in a process where
-``TF_USE_LEGACY_KERAS`` was not set makes ``tf.keras`` Keras 3, which tfmot
+Touching ``tf.keras`` before ``sbp_tf`` is imported, in a process where
+``TF_USE_LEGACY_KERAS`` was not set, makes ``tf.keras`` Keras 3, which tfmot
 cannot wrap; this module then raises with the fix instead of failing later.
 """
 
@@ -17,9 +17,9 @@ keras = tf.keras
 
 if not keras.__name__.startswith("tf_keras"):
   raise ImportError(
-      "tf.keras resolved to %r, not tf_keras (Keras 2). TensorFlow was "
-      "imported before sbp_tf without TF_USE_LEGACY_KERAS=1. Fix: set "
+      "tf.keras resolved to %r, not tf_keras (Keras 2). tf.keras was "
+      "used before sbp_tf was imported, without TF_USE_LEGACY_KERAS=1. Fix: set "
       "TF_USE_LEGACY_KERAS=1 in the environment, or import sbp_tf before "
-      "tensorflow." % keras.__name__)
+      "touching tf.keras." % keras.__name__)
 
 __all__ = ["tf", "keras"]
