@@ -1,0 +1,299 @@
+"""The one training loop: prune at init, train with tfmot masks, evaluate.
+
+``run`` is used by ``sbp_tf.train`` (CLI), ``sbp_tf.tune`` (one call per
+trial) and ``tools/reproduce.py`` (one call per grid cell).
+
+Usage::
+
+    from sbp_tf import config as sbp_config, experiment
+    cfg = sbp_config.load_file("configs/cpu_fashion_mnist.py",
+                               {"train.epochs": 2})
+    metrics = experiment.run(cfg, "/tmp/fmnist_run")
+    metrics["test_accuracy"], metrics["sparsity"]
+
+Steps: validate config -> build model (strategy scope) -> create workdir and
+write the config -> load data -> prune at init with the saliency computed on
+the global batch -> save masks and per-layer report -> wrap for tfmot ->
+compile -> fit (checkpoint + metrics + state each epoch) -> evaluate -> save
+wrapped and stripped models and a .tflite. Rerunning on an interrupted
+workdir resumes from the last completed epoch (masks and optimizer state
+restored, no re-pruning); on a finished one it returns the stored metrics.
+"""
+
+import inspect
+import logging
+import time
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from sbp_tf import config as sbp_config
+from sbp_tf import strategy as sbp_strategy
+from sbp_tf.compat import keras, tf
+from sbp_tf.training import report as report_lib
+from sbp_tf.training import workdir as wd_lib
+
+log = logging.getLogger("sbp_tf.experiment")
+
+
+def _say(msg):
+  # absl/logging may be unconfigured in library use; people want to see this.
+  print(f"[sbp_tf] {msg}", flush=True)
+  log.info(msg)
+
+
+def model_options(config) -> Dict[str, Any]:
+  """``config.model.options`` without the unset (None) entries."""
+  return {k: v for k, v in config.model.options.items() if v is not None}
+
+
+def build_model(config, info):
+  """Builds ``config.model`` for ``info``; logits kept float32 under mixed precision."""
+  from sbp_tf import models  # pylint: disable=g-import-not-at-top
+  model = models.build(config.model.name, info.num_classes,
+                       tuple(info.input_shape), **model_options(config))
+  if config.train.mixed_precision and model.outputs[0].dtype != tf.float32:
+    # Softmax cross-entropy in float16 overflows; cast the logits back.
+    out = keras.layers.Activation("linear", dtype="float32",
+                                  name="logits_float32")(model.outputs[0])
+    model = keras.Model(model.inputs, out, name=model.name)
+  return model
+
+
+def loss_fn():
+  """The project-wide loss: sparse softmax cross-entropy on logits."""
+  return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def make_optimizer(config):
+  """SGD (momentum, optional Nesterov) or Adam; decoupled decay if configured.
+
+  With ``weight_decay_mode='decoupled'`` the update adds ``-lr * wd * W``
+  (tf_keras' optimizer ``weight_decay``); ``'l2'`` adds ``wd/2 * ||W||^2`` to
+  the loss instead (see :func:`add_l2`).
+  """
+  t = config.train
+  wd = t.weight_decay if t.weight_decay_mode == "decoupled" else None
+  if t.optimizer == "sgd":
+    opt = keras.optimizers.SGD(t.lr, momentum=t.momentum, nesterov=t.nesterov,
+                               weight_decay=wd)
+  else:
+    opt = keras.optimizers.Adam(t.lr, weight_decay=wd)
+  if wd:
+    # Batch-norm scales/offsets and biases are not decayed (as in the paper).
+    opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+  return opt
+
+
+def add_l2(model, weight_decay: float) -> None:
+  """Adds the loss term ``weight_decay / 2 * sum_k ||W_k||^2`` over kernels.
+
+  The sum runs over the prunable kernels (Dense/Conv); its gradient
+  ``weight_decay * W`` equals PyTorch SGD's coupled ``weight_decay``.
+  """
+  if not weight_decay:
+    return
+  from sbp_tf.pruning import targets  # pylint: disable=g-import-not-at-top
+  kernels = [t.variable for t in targets.prunable_targets(model)]
+  model.add_loss(lambda: 0.5 * weight_decay * tf.add_n(
+      [tf.reduce_sum(tf.square(tf.cast(k, tf.float32))) for k in kernels]))
+
+
+def _global_batch(config, strategy) -> int:
+  t = config.train
+  return t.batch_size * (strategy.num_replicas_in_sync
+                         if t.per_replica_batch_scaling else 1)
+
+
+def _load(config, split, batch_size, *, shuffle, augment, limit):
+  from sbp_tf import data  # pylint: disable=g-import-not-at-top
+  d = config.dataset
+  ds, _ = data.load(d.name, split, batch_size=batch_size, data_dir=d.data_dir,
+                    shuffle=shuffle, augment=augment, seed=config.seed,
+                    limit=limit, cache_dir=d.cache_dir)
+  return ds
+
+
+def _call_prune(model, config, data, strategy):
+  from sbp_tf import pruning  # pylint: disable=g-import-not-at-top
+  p = config.prune
+  kwargs = dict(loss=loss_fn(), scope=p.scope, num_batches=p.num_batches,
+                rescale=p.rescale, rounds=p.rounds, seed=config.seed,
+                keep_first=p.keep_first, keep_last=p.keep_last,
+                on_collapse=p.on_collapse)
+  params = inspect.signature(pruning.prune).parameters
+  if "strategy" in params:
+    kwargs["strategy"] = strategy
+  return pruning.prune(model, p.method, p.sparsity, data=data, **kwargs)
+
+
+def _measured_sparsity(variables) -> float:
+  zeros = sum(int(np.sum(v.numpy() == 0)) for v in variables)
+  total = sum(int(np.prod(v.shape)) for v in variables)
+  return zeros / max(total, 1)
+
+
+def run(config, workdir, *, strategy=None, overwrite: bool = False
+        ) -> Dict[str, Any]:
+  """Runs (or resumes) one experiment in ``workdir``; returns final metrics.
+
+  Training minimises ``mean CE(logits, y) + wd/2 * sum ||W||^2`` (``l2``
+  decay) with masked weights held at zero; the learning rate follows
+  ``lr * 0.1**k`` with k the decay boundaries passed.
+
+  Args:
+    config: experiment ``ConfigDict`` (see ``sbp_tf.config.defaults``).
+    workdir: output folder; created if missing.
+    strategy: a ``tf.distribute.Strategy`` (None: the default strategy).
+      Under multi-worker, the chief writes ``workdir``, other workers write
+      ``workdir/.worker<id>`` (deleted never; small).
+    overwrite: discard a finished or incompatible run in ``workdir``.
+
+  Returns:
+    ``{"test_accuracy", "test_loss", "sparsity", "weight_sparsity",
+    "epochs_done", "wall_time_s", "resumed_from_epoch", ...}``.
+
+  Raises:
+    ValueError: invalid config (before anything is written) or a workdir
+      holding a different experiment.
+
+  Example::
+
+      metrics = run(sbp_config.load_file("configs/cpu_fashion_mnist.py"),
+                    "/tmp/run")
+  """
+  t_start = time.time()
+  cfg = sbp_config.resolve(config)
+  if strategy is None:
+    strategy = tf.distribute.get_strategy()
+  is_chief, task_id = sbp_strategy.task_info(strategy)
+  wd = wd_lib.Workdir(workdir if is_chief else
+                      f"{workdir}/.worker{task_id}")
+  if overwrite:
+    wd.clear()
+  wd.check_compatible(cfg)
+  state = wd.state()
+  if state["status"] == wd_lib.FINISHED:
+    _say(f"{wd.path} already holds a finished run ({state['epochs_done']} "
+         "epochs); returning its stored metrics. Pass overwrite=True "
+         "(--overwrite) to train again.")
+    out = wd.results()
+    out["already_finished"] = True
+    return out
+
+  from sbp_tf import data as sbp_data  # pylint: disable=g-import-not-at-top
+  from sbp_tf import pruning  # pylint: disable=g-import-not-at-top
+  from sbp_tf import tfmot as sbp_tfmot  # pylint: disable=g-import-not-at-top
+
+  info = sbp_data.info(cfg.dataset.name)
+  keras.utils.set_random_seed(cfg.seed)
+  batch = _global_batch(cfg, strategy)
+  with sbp_strategy.precision_policy(cfg.train.mixed_precision, strategy):
+    with strategy.scope():
+      model = build_model(cfg, info)  # bad model options fail here, pre-write
+    wd.create(cfg)
+    state = wd.state()
+
+    train_ds = _load(cfg, "train", batch, shuffle=True,
+                     augment=cfg.dataset.augment, limit=cfg.dataset.limit_train)
+    test_ds = _load(cfg, "test", cfg.train.eval_batch_size or batch,
+                    shuffle=False, augment=False, limit=cfg.dataset.limit_test)
+
+    masks_path = wd / "masks.npz"
+    resumed = state["status"] in (wd_lib.PRUNED, wd_lib.TRAINING)
+    if resumed and masks_path.exists():
+      masks = pruning.Masks.load(str(masks_path))
+      masks.validate(model)
+      _say(f"resuming {wd.path} after epoch {state['epochs_done']} "
+           f"(masks from masks.npz, density {masks.density():.4f})")
+    else:
+      resumed = False
+      prune_ds = _load(cfg, "train", cfg.prune.batch_size or batch,
+                       shuffle=True, augment=False,
+                       limit=cfg.dataset.limit_train)
+      t0 = time.time()
+      result = _call_prune(model, cfg, prune_ds, strategy)
+      masks = result.masks
+      _say(f"pruned {cfg.model.name} with {cfg.prune.method} to sparsity "
+           f"{1 - masks.density():.4f} in {time.time() - t0:.1f} s")
+      masks.save(str(masks_path))
+      report_lib.write_reports(masks, wd.path, "prune_report")
+
+    with strategy.scope():
+      wrapped = sbp_tfmot.wrap(model, masks)
+      if cfg.train.weight_decay_mode == "l2":
+        add_l2(wrapped, cfg.train.weight_decay)
+      wrapped.compile(
+          optimizer=make_optimizer(cfg), loss=loss_fn(),
+          metrics=["accuracy",
+                   keras.metrics.SparseCategoricalCrossentropy(
+                       from_logits=True, name="xent")])
+      # Slots exist before restore, so momentum is restored, not re-zeroed.
+      opt = wrapped.optimizer
+      getattr(opt, "inner_optimizer", opt).build(wrapped.trainable_variables)
+    ckpt = tf.train.Checkpoint(model=wrapped, optimizer=wrapped.optimizer)
+    manager = tf.train.CheckpointManager(ckpt, str(wd.ckpt_dir),
+                                         max_to_keep=2,
+                                         checkpoint_name="ckpt")
+    initial_epoch = 0
+    if resumed:
+      initial_epoch = int(state["epochs_done"])
+      path = f"{wd.ckpt_dir}/ckpt-{initial_epoch}"
+      ckpt.restore(path).assert_existing_objects_matched()
+    else:
+      manager.save(checkpoint_number=0)  # init after pruning (and rescaling)
+      wd.set_state(wd_lib.PRUNED, 0, epochs=cfg.train.epochs)
+
+    t = cfg.train
+    from sbp_tf import callbacks as cb_lib  # pylint: disable=g-import-not-at-top
+    from sbp_tf.pruning import targets  # pylint: disable=g-import-not-at-top
+    kernels = [x.variable for x in targets.prunable_targets(wrapped)]
+    callbacks = list(sbp_tfmot.callbacks()) + [
+        cb_lib.StepDecay(t.lr, t.epochs, t.lr_decay_at, t.lr_decay_factor),
+        keras.callbacks.TensorBoard(str(wd / "tensorboard"),
+                                    update_freq="epoch", profile_batch=0),
+        cb_lib.EpochCheckpoint(wd, manager, t.epochs, kernels),
+    ]
+    fit_ds = train_ds.repeat() if t.steps_per_epoch else train_ds
+    t_fit = time.time()
+    if initial_epoch < t.epochs:
+      wrapped.fit(fit_ds, epochs=t.epochs, initial_epoch=initial_epoch,
+                  steps_per_epoch=t.steps_per_epoch,
+                  validation_data=test_ds if t.validate_each_epoch else None,
+                  callbacks=callbacks, verbose=t.verbose)
+    fit_s = time.time() - t_fit
+    ev = wrapped.evaluate(test_ds, verbose=0, return_dict=True)
+
+    stripped = sbp_tfmot.strip(wrapped)
+    metrics = dict(
+        test_accuracy=float(ev["accuracy"]), test_loss=float(ev["xent"]),
+        test_objective=float(ev["loss"]),
+        sparsity=float(1 - masks.density()),
+        weight_sparsity=_measured_sparsity(kernels),
+        epochs_done=int(t.epochs), resumed_from_epoch=initial_epoch,
+        num_replicas=int(strategy.num_replicas_in_sync), global_batch=batch,
+        fit_time_s=fit_s)
+    rows = wd.metrics()
+    if rows:
+      metrics["train_accuracy"] = rows[-1].get("accuracy")
+    wrapped.save(str(wd / "model_wrapped.keras"))
+    stripped.save(str(wd / "model.keras"))
+    if cfg.export_tflite:
+      metrics["tflite"] = _export_tflite(stripped, wd / "model.tflite")
+    metrics["wall_time_s"] = time.time() - t_start
+    wd_lib.write_json(wd / "results.json", metrics)
+    wd.set_state(wd_lib.FINISHED, t.epochs, epochs=t.epochs)
+  _say(f"done: test accuracy {metrics['test_accuracy']:.4f}, sparsity "
+       f"{metrics['sparsity']:.4f}, {metrics['wall_time_s']:.1f} s -> {wd.path}")
+  return metrics
+
+
+def _export_tflite(model, path) -> Optional[str]:
+  try:
+    from sbp_tf import export  # pylint: disable=g-import-not-at-top
+    export.to_tflite(model, str(path))
+    return str(path)
+  except Exception as e:  # pylint: disable=broad-except
+    # Export is a by-product; a converter gap must not lose a trained run.
+    _say(f"tflite export skipped: {type(e).__name__}: {e}")
+    return None

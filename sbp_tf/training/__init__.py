@@ -1,0 +1,1 @@
+"""Training-loop helpers used by sbp_tf.experiment: workdir state and reports."""
