@@ -1,0 +1,8 @@
+"""Table 1 baseline: SNIP (= SBP) on the standard ResNet104, CIFAR10."""
+
+from sbp_tf.config import experiment
+
+
+def get_config():
+  return experiment("cifar10", "resnet104", method="sbp", sparsity=0.9,
+                    stable=False)

@@ -1,0 +1,8 @@
+"""Tiny ImageNet: SNIP on the standard ResNet50."""
+
+from sbp_tf.config import experiment
+
+
+def get_config():
+  return experiment("tiny_imagenet", "resnet50", method="sbp",
+                    sparsity=0.9, stable=False)
