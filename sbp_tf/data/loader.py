@@ -1,0 +1,300 @@
+"""``load(name, split)``: a batched, normalized tf.data pipeline plus metadata.
+
+Usage::
+
+    from sbp_tf import data
+    train, meta = data.load("cifar10", "train", batch_size=128, seed=0)
+    test, _ = data.load("cifar10", "test", batch_size=256)
+    images, labels = next(iter(train))   # (128, 32, 32, 3) float32, (128,) int32
+"""
+
+import dataclasses
+import pathlib
+import re
+
+import numpy as np
+
+from sbp_tf.data import cache
+from sbp_tf.data import catalog
+from sbp_tf.data import formats
+from sbp_tf.data import preprocess
+from sbp_tf.data import sources
+
+_SPLIT_ALIASES = {"train": "train", "training": "train", "test": "test",
+                  "val": "test", "validation": "test", "eval": "test"}
+_SPLIT_RE = re.compile(r"^\s*(\w+)\s*(?:\[\s*(-?\d+%?)?\s*:\s*(-?\d+%?)?\s*\])?\s*$")
+
+
+def parse_split(split):
+  """'train[:10%]' -> ('train', None, '10%'); aliases val/validation -> test."""
+  if not isinstance(split, str):
+    raise TypeError(f"split must be a str like 'train' or 'test[:50%]', got "
+                    f"{type(split).__name__}.")
+  m = _SPLIT_RE.match(split)
+  if not m or m.group(1).lower() not in _SPLIT_ALIASES:
+    raise ValueError(f"bad split {split!r}; pass 'train' or 'test' (aliases "
+                     "'validation', 'val'), optionally sliced like 'train[:10%]'"
+                     " or 'test[100:200]'.")
+  return _SPLIT_ALIASES[m.group(1).lower()], m.group(2), m.group(3)
+
+
+def _bound(b, n):
+  if b is None:
+    return None
+  v = int(round(float(b[:-1]) * n / 100)) if b.endswith("%") else int(b)
+  return v
+
+
+def _class_balanced_first(y, limit, num_classes):
+  """Indices of the first ~limit/C examples of every class, in original order."""
+  quota = np.full(num_classes, limit // num_classes)
+  quota[:limit % num_classes] += 1
+  keep = np.zeros(len(y), bool)
+  for c in range(num_classes):
+    keep[np.flatnonzero(y == c)[:quota[c]]] = True
+  return np.flatnonzero(keep)
+
+
+def _tree_key(root, split):
+  d = formats.split_dir(root, split)
+  parts = [root, d] + sorted(p for p in d.iterdir() if p.is_dir())
+  return cache.identity(*parts)
+
+
+def _decode_tree(root, split, meta):
+  paths, y, classes = formats.list_image_folder(root, split, meta.class_names)
+  if not paths:
+    raise ValueError(f"no images (*{', *'.join(formats.IMAGE_EXTENSIONS)}) under "
+                     f"{formats.split_dir(root, split)}; the tree is empty.")
+  x = formats.decode_images(paths, meta.input_shape)
+  return x, y, classes
+
+
+def _pickle_dir(folder, name):
+  """A CIFAR pickle folder inside an extracted archive, or None."""
+  first = "data_batch_1" if name == "cifar10" else "train"
+  for p in sorted(pathlib.Path(folder).rglob(first)):
+    if p.is_file():
+      return p.parent
+  return None
+
+
+def _read_extracted(folder, name, split, meta):
+  pick = _pickle_dir(folder, name) if name in ("cifar10", "cifar100") else None
+  if pick is not None:
+    return formats.read_cifar_pickle(pick, split)
+  root = formats.find_tree_root(folder)
+  if root is None:
+    raise ValueError(f"the archive extracted to {folder} holds neither a "
+                     "train/ test/ image tree nor CIFAR pickles; repack it as "
+                     "train/<class>/*.jpg and test/<class>/*.jpg.")
+  return _decode_tree(root, split, meta)
+
+
+def read_local(name, split, src, cache_dir=None):
+  """(uint8 NHWC images, int32 labels, class names) of ``split`` from ``src``."""
+  meta = catalog.info(name)
+  path = pathlib.Path(src.path)
+  if src.kind == "idx":
+    if formats.idx_files(path, split) is None:
+      raise sources.DataNotFoundError(
+          f"{path} has no {split} IDX files ({'train' if split == 'train' else 't10k'}"
+          "-images-idx3-ubyte[.gz] and -labels-idx1-ubyte[.gz]).")
+    x, y = formats.read_idx_split(path, split)
+    return x, y, meta.class_names
+  if src.kind == "pickle":
+    if formats.cifar_pickle_files(path, split) is None:
+      raise sources.DataNotFoundError(f"{path} has no {split} pickle batch.")
+    return formats.read_cifar_pickle(path, split)
+  # Image trees and archives: decoded arrays are cached, keyed by the source.
+  root = cache.cache_root(cache_dir)
+  if src.kind == "tree":
+    tree = formats.find_tree_root(path, depth=1)
+    if formats.split_dir(tree, split) is None:
+      raise sources.DataNotFoundError(f"{tree} has no {split} folder.")
+    key = _tree_key(tree, split)
+  else:
+    key = cache.identity(path)
+  npz = cache.array_path(root, name, key, split)
+  hit = cache.load_arrays(npz)
+  if hit is not None:
+    return hit["x"], hit["y"], tuple(str(c) for c in hit["classes"])
+  if src.kind == "tree":
+    x, y, classes = _decode_tree(tree, split, meta)
+  else:
+    x, y, classes = _read_extracted(cache.extracted(path, root), name, split,
+                                    meta)
+  cache.save_arrays(npz, x=x, y=y, classes=np.array(classes or (), str))
+  return x, y, classes
+
+
+def _tfds_load(name, split_str, data_dir, download, searched):
+  """(tf.data.Dataset of (image, label), class names) from tfds, or None."""
+  tfds_name = sources.TFDS_NAMES.get(name)
+  if tfds_name is None:
+    searched.append(f"tfds: no TensorFlow Datasets builder for {name}")
+    return None
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    searched.append(f"tfds: not importable ({e})")
+    return None
+  where = data_dir or "its default data_dir (~/tensorflow_datasets or $TFDS_DATA_DIR)"
+  for dl in ((False, True) if download else (False,)):
+    try:
+      ds, tinfo = tfds.load(tfds_name, split=split_str, data_dir=data_dir,
+                            download=dl, as_supervised=True, with_info=True)
+      names = tuple(tinfo.features["label"].names)
+      return ds, names, f"tfds {tfds_name} in {where}"
+    except Exception as e:  # pylint: disable=broad-except
+      # Offline machines fail here in many ways; record why and move on.
+      first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+      searched.append(f"tfds.load({tfds_name!r}, data_dir={data_dir!r}, "
+                      f"download={dl}): {type(e).__name__}: {first}")
+  return None
+
+
+def load(name, split, *, batch_size=128, data_dir=None, shuffle=None,
+         augment=None, seed=0, limit=None, drop_remainder=False,
+         cache_dir=None, balanced=False, download=True):
+  """Loads a dataset split as a batched, normalized, prefetched tf.data pipeline.
+
+  Images are normalized per channel c as (pixel / 255 - mean[c]) / std[c]
+  (constants in the returned info). Training augmentation (default for
+  'train' only): CIFAR/Tiny ImageNet pad 4 (8) px + random crop + horizontal
+  flip, (Fashion-)MNIST pad 2 + crop, ImageNet random-resized crop + flip;
+  evaluation on ImageNet resizes to 256 and center-crops 224.
+
+  Args:
+    name: mnist, fashion_mnist, cifar10, cifar100, tiny_imagenet, imagenet2012.
+    split: 'train' or 'test' ('validation'/'val' are aliases of 'test'),
+      optionally sliced: 'train[:10%]', 'test[100:300]'.
+    batch_size: examples per batch.
+    data_dir: a folder holding the dataset (or the dataset folder/archive
+      itself); also used as tfds' data_dir. Then $SBP_DATA_DIR, then
+      <repo>/../shared/data, then tfds are searched.
+    shuffle: shuffle each epoch; default True for 'train', False otherwise.
+    augment: True/False, or a policy name; default True for 'train' only.
+    seed: seeds the shuffle order and the augmentation.
+    limit: keep only the first ``limit`` examples (after slicing).
+    drop_remainder: drop the last partial batch.
+    cache_dir: cache folder for extracted archives and decoded arrays
+      (default $SBP_CACHE_DIR or ~/.cache/sbp_tf).
+    balanced: with ``limit``, take the first limit/num_classes of each class.
+    download: let tfds download when nothing local is found.
+
+  Returns:
+    (dataset of (float32 [B, H, W, C], int32 [B]) batches, DatasetInfo) where
+    the info's ``source`` says what was read and ``size`` how many examples
+    one epoch yields.
+
+  Raises:
+    DataNotFoundError: the data is nowhere; the message lists every place
+      searched and how to provide it.
+
+  Usage::
+
+      ds, meta = load("fashion_mnist", "train", batch_size=64, limit=1000)
+      model.fit(ds, epochs=1)
+  """
+  meta = catalog.info(name)
+  name = meta.name
+  base, start, stop = parse_split(split)
+  for arg, val in (("batch_size", batch_size), ("limit", limit)):
+    if arg == "limit" and val is None:
+      continue
+    if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
+      raise ValueError(f"{arg} must be a positive int, got {val!r}; pass e.g. "
+                       f"{arg}=128.")
+  if balanced and limit is None:
+    raise ValueError("balanced=True needs limit=N (the subset size); pass both.")
+  training = base == "train"
+  shuffle = training if shuffle is None else bool(shuffle)
+  if augment is None:
+    augment = training
+  if augment is True:
+    augment = preprocess.POLICIES[name]
+  elif augment is not False and augment not in preprocess.POLICIES.values():
+    raise ValueError(f"augment must be True, False, None or one of "
+                     f"{sorted(set(preprocess.POLICIES.values()))}, got {augment!r}.")
+  if augment == "resized_crop_flip" and name != "imagenet2012":
+    raise ValueError("augment='resized_crop_flip' is for imagenet2012 only; "
+                     "pass augment=True for the dataset's own policy.")
+  if name == "imagenet2012" and augment not in (False, "resized_crop_flip"):
+    raise ValueError("imagenet2012 supports only augment='resized_crop_flip' "
+                     "(or True/False).")
+
+  src, searched = sources.find_local(name, data_dir)
+  kwargs = dict(batch_size=batch_size, shuffle=shuffle, augment=augment,
+                seed=seed, drop_remainder=drop_remainder)
+  if src is not None and name == "imagenet2012":
+    tree = formats.find_tree_root(src.path, depth=1)
+    paths, y, classes = formats.list_image_folder(tree, base)
+    idx = _select(y, len(y), start, stop, limit, balanced, meta)
+    out = dataclasses.replace(meta, class_names=classes,
+                              source=src.describe(), size=len(idx))
+    return preprocess.from_files([paths[i] for i in idx], y[idx], out,
+                                 **kwargs), out
+  if src is not None:
+    x, y, classes = read_local(name, base, src, cache_dir)
+    source = src.describe()
+  else:
+    tfds_split = sources.TFDS_SPLITS.get(name, {}).get(base, base)
+    got = _tfds_load(name, tfds_split, data_dir, download, searched)
+    if got is None:
+      raise sources.DataNotFoundError(
+          f"dataset {name!r} ({base}) not found. Searched, in order:\n  - "
+          + "\n  - ".join(searched) + "\n" + sources.how_to_provide(name))
+    ds, classes, source = got
+    if name == "imagenet2012":
+      if start or stop or limit:
+        ds = ds.skip(_bound(start, meta.num_examples[base]) or 0)
+        n = (_bound(stop, meta.num_examples[base]) or meta.num_examples[base]) - (
+            _bound(start, meta.num_examples[base]) or 0)
+        ds = ds.take(min(n, limit or n))
+      if shuffle:
+        ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+      out = dataclasses.replace(meta, class_names=classes, source=source)
+      return preprocess.from_images(ds, out, batch_size=batch_size,
+                                    augment=augment, seed=seed,
+                                    drop_remainder=drop_remainder), out
+    x, y = _to_numpy(ds)
+  if classes and len(classes) != meta.num_classes:
+    raise ValueError(f"{source} has {len(classes)} classes but {name} has "
+                     f"{meta.num_classes}; point data_dir at the full dataset.")
+  _check(x, y, meta, source)
+  idx = _select(y, len(y), start, stop, limit, balanced, meta)
+  if len(idx) != len(y):
+    x, y = x[idx], y[idx]
+  out = dataclasses.replace(meta, class_names=tuple(classes) if classes else
+                            meta.class_names, source=source, size=len(y))
+  return preprocess.from_arrays(x, y.astype(np.int32), out, **kwargs), out
+
+
+def _to_numpy(ds):
+  xs, ys = [], []
+  for x, y in ds.batch(4096).as_numpy_iterator():
+    xs.append(x)
+    ys.append(y)
+  return np.concatenate(xs).astype(np.uint8), np.concatenate(ys).astype(np.int32)
+
+
+def _select(y, n, start, stop, limit, balanced, meta):
+  idx = np.arange(n)[slice(_bound(start, n), _bound(stop, n))]
+  if limit is not None:
+    if balanced:
+      idx = idx[_class_balanced_first(y[idx], limit, meta.num_classes)]
+    else:
+      idx = idx[:limit]
+  return idx
+
+
+def _check(x, y, meta, source):
+  if tuple(x.shape[1:]) != tuple(meta.input_shape):
+    raise ValueError(f"{source} holds images of shape {x.shape[1:]} but "
+                     f"{meta.name} images are {meta.input_shape}; point "
+                     "data_dir at the right dataset.")
+  if len(y) and (y.min() < 0 or y.max() >= meta.num_classes):
+    raise ValueError(f"{source} has labels in [{y.min()}, {y.max()}] but "
+                     f"{meta.name} has {meta.num_classes} classes; point "
+                     "data_dir at the right dataset.")
