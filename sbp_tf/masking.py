@@ -1,0 +1,387 @@
+"""Fixed pruning masks in plain Keras: a mask wrapper layer that keeps weights sparse.
+
+Pruning at initialization fixes a 0/1 mask ``m`` per prunable weight before
+training; training must then keep ``w = w * m`` exactly. Two pieces do it,
+with no tfmot dependency:
+
+* :class:`MaskedLayer`, a ``keras.layers.Wrapper`` that stores the mask as a
+  non-trainable weight (so it travels with checkpoints and saved models);
+* a variable *constraint* ``w <- c(w) * m`` on every masked weight. Keras
+  optimizers apply variable constraints right after each update, inside the
+  compiled train step, so pruned weights are exactly zero after every
+  optimizer step, in every checkpoint, at no extra dispatch cost, and under
+  ``tf.distribute`` strategies too (the constraint runs per replica).
+
+Usage::
+
+    masked = sbp_tf.masking.wrap(model, result.masks)   # masks keyed by target
+    masked.compile(...); masked.fit(x, y, epochs=2)     # no callback needed
+    final = sbp_tf.masking.strip(masked)                # plain Keras layers
+
+The same helpers (:func:`check_masks`, :func:`keep_sparse`) back
+``sbp_tf.tfmot``.
+"""
+
+from typing import Callable, Dict, List, Mapping, Tuple
+
+import numpy as np
+
+from sbp_tf.compat import keras, tf
+from sbp_tf.pruning.targets import Target, prunable_attrs, prunable_targets
+
+__all__ = [
+    "MaskedLayer", "wrap", "strip", "unwrap", "check_masks", "keep_sparse",
+    "apply_masks", "wrapper_masks", "custom_objects",
+]
+
+_MAX_LISTED = 5
+
+
+def _listing(keys) -> str:
+  keys = list(keys)
+  shown = ", ".join(repr(k) for k in keys[:_MAX_LISTED])
+  return shown + (f" (+{len(keys) - _MAX_LISTED} more)"
+                  if len(keys) > _MAX_LISTED else "")
+
+
+def check_masks(model, masks, *, allow_missing=False
+                ) -> List[Tuple[Target, np.ndarray]]:
+  """Validates ``masks`` against ``model`` and pairs each with its target.
+
+  Checks: ``masks`` is a Mapping; the model has prunable weights; every key is
+  a prunable target key of ``model`` (``sbp_tf.pruning.prunable_targets``);
+  shapes match the weights; values are exactly 0 or 1.
+
+  Args:
+    model: a built Keras model (plain or wrapped).
+    masks: Mapping target key -> 0/1 array (e.g. ``sbp_tf.pruning.Masks``).
+    allow_missing: if False (default) every prunable target needs a mask;
+      if True, targets without one stay dense.
+
+  Returns:
+    ``[(target, mask as float32 array)]`` in model order.
+
+  Raises:
+    TypeError: ``masks`` is not a Mapping.
+    ValueError: nothing prunable, unknown/missing key, shape or value mismatch.
+  """
+  if not isinstance(masks, Mapping):
+    raise TypeError(
+        f"masks must be a Mapping from target key to a 0/1 array (e.g. "
+        f"sbp_tf.pruning.Masks), got {type(masks).__name__}. Fix: pass "
+        "prune(...).masks or a dict keyed like sbp_tf.pruning.prunable_targets.")
+  targets = prunable_targets(model)
+  if not targets:
+    raise ValueError(
+        f"Model {model.name!r} has nothing prunable (no Dense/Conv kernels). "
+        "Fix: pass a model with Dense, Conv or DepthwiseConv layers.")
+  by_key = {t.key: t for t in targets}
+  unknown = [k for k in masks if k not in by_key]
+  if unknown:
+    raise ValueError(
+        f"masks for a different model: keys {_listing(unknown)} are not "
+        f"prunable targets of model {model.name!r}, whose keys are "
+        f"{_listing(by_key)}. Fix: compute the masks on this model "
+        "(sbp_tf.pruning.prune) or load the masks saved for it.")
+  missing = [k for k in by_key if k not in masks]
+  if missing and not allow_missing:
+    raise ValueError(
+        f"masks are missing prunable targets {_listing(missing)} of model "
+        f"{model.name!r} (masks for a different model?). Fix: compute the "
+        "masks on this model, or pass allow_missing=True to leave those "
+        "weights dense.")
+  out = []
+  for t in targets:
+    if t.key not in masks:
+      continue
+    m = np.asarray(masks[t.key])
+    shape = tuple(t.variable.shape)
+    if m.shape != shape:
+      raise ValueError(
+          f"masks for a different model: mask {t.key!r} has shape {m.shape} "
+          f"but the weight has shape {shape}. Fix: compute the masks on this "
+          "model (same architecture and width).")
+    bad = ~((m == 0) | (m == 1))
+    if bad.any():
+      raise ValueError(
+          f"mask {t.key!r} holds values other than 0 and 1 (e.g. "
+          f"{m[bad].ravel()[0]!r}). Fix: binarize it, e.g. (scores > "
+          "threshold).astype('float32').")
+    out.append((t, m.astype(np.float32)))
+  return out
+
+
+class _MaskConstraint:
+  """Variable constraint ``w -> c(w) * mask`` (``c`` the previous constraint).
+
+  The mask is read from a variable at every call, so it tracks the mask the
+  wrapper holds (also its per-replica copy under a distribution strategy).
+  """
+
+  def __init__(self, mask_variable, previous=None):
+    self.mask = mask_variable
+    self.previous = previous
+
+  def __call__(self, w):
+    if self.previous is not None:
+      w = self.previous(w)
+    return w * tf.cast(self.mask, w.dtype)
+
+
+def _components(variable):
+  """The concrete variables behind a (distributed / autocast) variable."""
+  comps = list(getattr(variable, "values", None) or [variable])
+  # AutoCastVariable (mixed precision) keeps the real variable in _variable.
+  return [getattr(c, "_variable", c) for c in comps]
+
+
+def _set_mask_constraint(variable, mask_variable) -> bool:
+  """Makes the optimizer re-apply ``mask_variable`` after each update of it.
+
+  Returns True if a constraint was (re)installed, False if already there.
+  """
+  changed = False
+  for comp in _components(variable):
+    cur = comp.constraint
+    if isinstance(cur, _MaskConstraint):
+      if cur.mask is mask_variable:
+        continue
+      cur = cur.previous  # a stale mask from an older wrapper: replace it
+    # tf.Variable exposes no public setter for its constraint, and Keras reads
+    # it at every optimizer step; setting it here keeps sparsity in-graph.
+    comp._constraint = _MaskConstraint(mask_variable, cur)  # pylint: disable=protected-access
+    changed = True
+  return changed
+
+
+@keras.utils.register_keras_serializable(package="sbp_tf")
+class MaskedLayer(keras.layers.Wrapper):
+  """Wraps a layer and holds fixed 0/1 masks for its prunable weights.
+
+  For each prunable attribute (``kernel``, ``depthwise_kernel``, ...) the
+  wrapper adds a non-trainable ``<attr>_mask`` weight and constrains the
+  weight to ``w * mask`` after every optimizer step. Forward pass is the
+  wrapped layer's, unchanged: the weights themselves are kept sparse.
+
+  Usage::
+
+      layer = MaskedLayer(keras.layers.Dense(10))
+      y = layer(x)                             # builds; masks start as ones
+      layer.set_mask("kernel", mask)           # also zeroes pruned weights
+
+  Args:
+    layer: the layer to wrap (must have a prunable weight).
+    attrs: which attributes to mask; default all prunable attributes.
+  """
+
+  def __init__(self, layer, attrs=None, **kwargs):
+    if not isinstance(layer, keras.layers.Layer):
+      raise TypeError(f"MaskedLayer wraps a keras Layer, got {type(layer)}.")
+    attrs = tuple(attrs) if attrs is not None else tuple(prunable_attrs(layer))
+    if not attrs:
+      raise ValueError(
+          f"Layer {layer.name!r} ({type(layer).__name__}) has no prunable "
+          "weights. Fix: wrap only Dense/Conv/DepthwiseConv layers.")
+    kwargs.setdefault("name", "masked_" + layer.name)
+    super().__init__(layer, **kwargs)
+    self.attrs = attrs
+    self.mask_vars: Dict[str, tf.Variable] = {}
+    # Sequential's first layer carries the input shape; forward it.
+    if not hasattr(self, "_batch_input_shape") and hasattr(
+        layer, "_batch_input_shape"):
+      self._batch_input_shape = layer._batch_input_shape  # pylint: disable=protected-access
+
+  def build(self, input_shape=None):
+    if not self.layer.built:
+      self.layer.build(input_shape)
+      self.layer.built = True
+    for attr in self.attrs:
+      weight = getattr(self.layer, attr)
+      dtype = getattr(weight, "true_dtype", weight.dtype)
+      self.mask_vars[attr] = self.add_weight(
+          name=attr + "_mask", shape=weight.shape, dtype=dtype,
+          initializer="ones", trainable=False,
+          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      _set_mask_constraint(weight, self.mask_vars[attr])
+    super().build(input_shape)
+
+  def call(self, inputs, *args, **kwargs):
+    return self.layer(inputs, *args, **kwargs)
+
+  def compute_output_shape(self, input_shape):
+    return self.layer.compute_output_shape(input_shape)
+
+  def get_config(self):
+    config = super().get_config()
+    config["attrs"] = list(self.attrs)
+    return config
+
+  def set_mask(self, attr, mask):
+    """Installs ``mask`` for ``attr`` and zeroes the pruned weights: w <- w*m."""
+    weight = getattr(self.layer, attr)
+    self.mask_vars[attr].assign(np.asarray(mask, np.float32))
+    weight.assign(weight * tf.cast(self.mask_vars[attr], weight.dtype))
+
+  def masked_weights(self):
+    """``[(weight, mask variable)]`` pairs of this wrapper."""
+    return [(getattr(self.layer, a), self.mask_vars[a]) for a in self.attrs]
+
+
+def custom_objects() -> dict:
+  """Custom objects needed to load models holding :class:`MaskedLayer`."""
+  return {"MaskedLayer": MaskedLayer,
+          keras.utils.get_registered_name(MaskedLayer): MaskedLayer}
+
+
+def _walk_layers(model):
+  for layer in model.layers:
+    yield layer
+    inner = layer.layer if isinstance(layer, keras.layers.Wrapper) else layer
+    if isinstance(inner, keras.Model):
+      yield from _walk_layers(inner)
+
+
+def wrapper_masks(model) -> Dict[str, Tuple[object, object]]:
+  """Maps each masked target key of a wrapped model to (weight, mask var).
+
+  Covers :class:`MaskedLayer` and tfmot ``PruneLowMagnitude`` wrappers (any
+  wrapper exposing ``masked_weights()`` or ``pruning_vars``).
+  """
+  owner = {}
+  for layer in _walk_layers(model):
+    if isinstance(layer, MaskedLayer):
+      pairs = layer.masked_weights()
+    elif hasattr(layer, "pruning_vars") and isinstance(
+        layer, keras.layers.Wrapper):
+      pairs = [(w, m) for w, m, _ in layer.pruning_vars]
+    else:
+      continue
+    for w, m in pairs:
+      owner[id(w)] = (w, m)
+  return {t.key: owner[id(t.variable)] for t in prunable_targets(model)
+          if id(t.variable) in owner}
+
+
+def keep_sparse(model) -> bool:
+  """Constrains every masked weight of ``model`` to ``w * mask`` after each step.
+
+  Idempotent. Returns True if anything was (re)installed (a compiled train
+  function traced before then must be rebuilt to see it).
+  """
+  changed = False
+  for w, m in wrapper_masks(model).values():
+    changed |= _set_mask_constraint(w, m)
+  return changed
+
+
+def apply_masks(model):
+  """Re-zeroes pruned weights of a wrapped model: ``w <- w * mask``."""
+  for w, m in wrapper_masks(model).values():
+    w.assign(w * tf.cast(m, w.dtype))
+
+
+def clone_wrapping(model, make_wrapper: Callable, layer_ids) -> keras.Model:
+  """Clones ``model`` (recursing into sub-models) wrapping chosen layers.
+
+  Layers are reused, not copied (the clone shares weights with ``model``),
+  as tfmot does. ``make_wrapper(layer)`` is called for layers whose id is in
+  ``layer_ids``; already-wrapped layers are kept as they are.
+  """
+  def clone_fn(layer):
+    if isinstance(layer, keras.Model):
+      if not (layer._is_graph_network or  # pylint: disable=protected-access
+              isinstance(layer, keras.Sequential)):
+        raise ValueError(
+            f"Sub-model {layer.name!r} is subclassed; only Sequential and "
+            "functional models can be wrapped. Fix: build it with the "
+            "functional API (sbp_tf.models.build models are functional).")
+      return keras.models.clone_model(layer, clone_function=clone_fn)
+    if id(layer) in layer_ids and not isinstance(layer, keras.layers.Wrapper):
+      return make_wrapper(layer)
+    return layer
+
+  if not (isinstance(model, keras.Sequential) or
+          model._is_graph_network):  # pylint: disable=protected-access
+    raise ValueError(
+        f"Model {model.name!r} is subclassed; only Sequential and functional "
+        "models can be wrapped. Fix: build it with the functional API.")
+  clone = keras.models.clone_model(model, clone_function=clone_fn)
+  if not clone.built:
+    clone.build(model.input_shape)
+  return clone
+
+
+def install_masks(wrapped, checked) -> None:
+  """Writes checked masks into the wrappers of ``wrapped`` and zeroes weights."""
+  pairs = wrapper_masks(wrapped)
+  for target, mask in checked:
+    if target.key not in pairs:
+      raise ValueError(
+          f"No mask wrapper holds {target.key!r} after wrapping. Fix: report "
+          f"this model to sbp_tf (layer type {type(target.layer).__name__}).")
+    w, m = pairs[target.key]
+    m.assign(mask)
+    w.assign(w * tf.cast(m, w.dtype))
+  keep_sparse(wrapped)
+
+
+def wrap(model, masks, *, allow_missing=False) -> keras.Model:
+  """Wraps each masked layer of ``model`` in :class:`MaskedLayer` (no tfmot).
+
+  Returns a model computing the same function with ``w = w * m`` for every
+  mask ``m``; pruned weights are zero now and after every optimizer step.
+  The returned model shares its layers (weights) with ``model``. Call inside
+  ``strategy.scope()`` when training distributed.
+
+  Usage::
+
+      masked = sbp_tf.masking.wrap(model, masks)
+      masked.compile("sgd", loss); masked.fit(ds, epochs=2)
+
+  Args:
+    model: built Sequential or functional model (nested sub-models allowed).
+    masks: Mapping target key -> 0/1 array (``sbp_tf.pruning.Masks``).
+    allow_missing: leave targets without a mask dense instead of raising.
+
+  Raises:
+    TypeError / ValueError: see :func:`check_masks`; subclassed models.
+  """
+  checked = check_masks(model, masks, allow_missing=allow_missing)
+  attrs_of = {}
+  for t, _ in checked:
+    attrs_of.setdefault(id(t.layer), []).append(t.attr)
+  wrapped = clone_wrapping(
+      model, lambda layer: MaskedLayer(layer, attrs=attrs_of[id(layer)]),
+      set(attrs_of))
+  install_masks(wrapped, checked)
+  return wrapped
+
+
+def strip(model) -> keras.Model:
+  """Removes mask wrappers (:class:`MaskedLayer` and tfmot's), keeping zeros.
+
+  Re-applies ``w <- w * mask`` first, then returns a clone made of the plain
+  inner layers (sharing their weights), loadable without custom objects.
+
+  Usage::
+
+      final = sbp_tf.masking.strip(masked); final.save("model.keras")
+  """
+  apply_masks(model)
+
+  def clone_fn(layer):
+    if isinstance(layer, keras.Model):
+      return keras.models.clone_model(layer, clone_function=clone_fn)
+    if isinstance(layer, keras.layers.Wrapper) and (
+        isinstance(layer, MaskedLayer) or hasattr(layer, "pruning_vars")):
+      inner = layer.layer
+      if not hasattr(inner, "_batch_input_shape") and hasattr(
+          layer, "_batch_input_shape"):
+        inner._batch_input_shape = layer._batch_input_shape  # pylint: disable=protected-access
+      return inner
+    return layer
+
+  return keras.models.clone_model(model, clone_function=clone_fn)
+
+
+unwrap = strip
