@@ -1,3 +1,21 @@
-"""Pruning at initialization: scores, masks, rescaling and diagnostics."""
+"""Pruning at initialization: scores, masks, rescaling and diagnostics.
+
+Usage::
+
+    from sbp_tf import pruning
+    result = pruning.prune(model, "sbp", 0.9, data=(x, y), rescale=True)
+    print(result.report.to_markdown())
+    pruning.methods()   # ['grasp', 'magnitude', 'mbp', 'random', 'sbp', ...]
+"""
 
 from sbp_tf.pruning.targets import Target, prunable_targets, prunable_attrs  # noqa: F401
+from sbp_tf.pruning.masks import Masks, Report  # noqa: F401
+from sbp_tf.pruning.scores import (  # noqa: F401
+    Method, ScoreContext, register_method, methods)
+from sbp_tf.pruning.prune import PruneResult, prune  # noqa: F401
+from sbp_tf.pruning.rescale import rescale  # noqa: F401
+from sbp_tf.pruning.diagnostics import (  # noqa: F401
+    Connectivity, CriticalSparsity, collapsed_layers, connectivity,
+    critical_sparsity)
+from sbp_tf.pruning.schedule import exponential as exponential_schedule  # noqa: F401
+from sbp_tf.pruning.threshold import kept_count, select  # noqa: F401

@@ -1,0 +1,124 @@
+"""Checks to run on masks before training: collapse, connectivity, critical sparsity.
+
+* Layer collapse: a prunable layer whose mask keeps no weight.
+* Connectivity: is every output still reachable from the input? Every kernel
+  is replaced by its mask divided by the unit's kept fan-in count (a
+  non-negative averaging, so no overflow), biases by 0, batch norm by the
+  identity, other weights by ``|w|``; one all-ones input is propagated in
+  inference mode. An output is reachable iff it is ``> 0``, which holds for
+  activations with ``phi(0) = 0`` and ``phi(x) > 0`` for ``x > 0`` (relu,
+  tanh, elu, gelu, swish, linear; not sigmoid/softplus).
+* Critical sparsity of a score: the largest global sparsity whose top-k keeps
+  at least one weight in every layer. With pool weights ranked by
+  ``(-importance, index)`` and ``r_l`` the 0-based rank of the best weight of
+  layer ``l``, layer ``l`` survives iff ``K_pool > r_l``, so
+  ``s_l = 1 - (D + r_l + 1) / N`` (``D`` weights kept dense, ``N`` all) and
+  ``s_crit = min_l s_l``.
+
+Usage::
+
+    collapsed_layers(masks)                  # ['dense_3/kernel']
+    connectivity(model, masks).connected     # False
+    critical_sparsity(result.scores).sparsity
+"""
+
+import dataclasses
+from typing import Dict, Iterable, List, Mapping, Optional
+
+import numpy as np
+
+from sbp_tf.compat import tf
+from sbp_tf.pruning import state
+
+
+def collapsed_layers(masks: Mapping[str, np.ndarray]) -> List[str]:
+  """Keys of masks that keep no weight."""
+  return [k for k, m in masks.items()
+          if np.size(m) and not np.any(np.asarray(m))]
+
+
+@dataclasses.dataclass(frozen=True)
+class Connectivity:
+  """``connected``: every output reachable; ``reachable_fraction`` of outputs."""
+  connected: bool
+  reachable_fraction: float
+
+
+def _fan_in_axes(key: str, ndim: int):
+  if key.endswith("depthwise_kernel"):
+    return tuple(range(ndim - 2))
+  return tuple(range(ndim - 1))
+
+
+def connectivity(model, masks: Optional[Mapping[str, np.ndarray]] = None
+                 ) -> Connectivity:
+  """Propagates ones through the masked, linearized model (see module doc).
+
+  Args:
+    model: a built Keras model with a fixed input shape.
+    masks: key -> 0/1 mask; default: the model's nonzero kernel entries.
+
+  Returns:
+    :class:`Connectivity`.
+  """
+  in_shape = model.input_shape
+  if isinstance(in_shape, list) or any(d is None for d in in_shape[1:]):
+    raise ValueError(f"connectivity needs one input of fixed shape, got "
+                     f"{in_shape}. Fix: build the model with a full input_shape.")
+
+  def kernel_fn(key, w):
+    m = (np.asarray(masks[key]) if masks is not None and key in masks
+         else (w != 0)).astype(np.float64)
+    kept = np.sum(m, axis=_fan_in_axes(key, m.ndim), keepdims=True)
+    return m / np.maximum(kept, 1.0)
+
+  with state.linearized(model, kernel_fn):
+    out = model(tf.ones([1] + [int(d) for d in in_shape[1:]]), training=False)
+    out = np.asarray(tf.nest.flatten(out)[0].numpy(), np.float64)
+  reach = (out > 0) | ~np.isfinite(out)
+  frac = float(np.mean(reach))
+  return Connectivity(connected=bool(np.all(reach)), reachable_fraction=frac)
+
+
+@dataclasses.dataclass(frozen=True)
+class CriticalSparsity:
+  """``sparsity = min_l per_layer[l]``; ``bottleneck`` the minimizing layer."""
+  sparsity: float
+  per_layer: Dict[str, float]
+  bottleneck: Optional[str]
+
+
+def critical_sparsity(scores: Mapping[str, np.ndarray], keep: str = "largest",
+                      dense: Iterable[str] = ()) -> CriticalSparsity:
+  """Largest global sparsity that prunes no layer entirely (one shot).
+
+  Args:
+    scores: key -> scores of all prunable weights (e.g. ``PruneResult.scores``).
+    keep: ``'largest'`` or ``'smallest'`` (GraSP) scores are kept.
+    dense: keys kept dense (never collapse).
+
+  Returns:
+    :class:`CriticalSparsity`; ``s_l = 1 - (D + r_l + 1) / N`` (module doc).
+  """
+  if keep not in ("largest", "smallest"):
+    raise ValueError(f"keep={keep!r}; use 'largest' or 'smallest'.")
+  dense = set(dense)
+  keys = list(scores)
+  sizes = {k: int(np.size(scores[k])) for k in keys}
+  total = sum(sizes.values())
+  d = sum(sizes[k] for k in keys if k in dense)
+  pool = [k for k in keys if k not in dense and sizes[k]]
+  if not pool:
+    return CriticalSparsity(1.0 - d / max(total, 1), {}, None)
+  sign = 1.0 if keep == "largest" else -1.0
+  cat = np.concatenate([sign * np.asarray(scores[k], np.float64).ravel()
+                        for k in pool])
+  rank = np.empty(cat.size, np.int64)
+  rank[np.argsort(-cat, kind="stable")] = np.arange(cat.size)
+  per, start = {}, 0
+  for k in pool:
+    r = int(rank[start:start + sizes[k]].min())
+    per[k] = 1.0 - (d + r + 1) / total
+    start += sizes[k]
+  worst = min(per, key=per.get)
+  return CriticalSparsity(per[worst], per, worst)

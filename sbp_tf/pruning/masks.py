@@ -1,0 +1,246 @@
+"""Pruning masks: a mapping target key -> 0/1 array, with I/O and reports.
+
+``density = sum_l kept_l / sum_l size_l`` over all masked weights, ``sparsity
+= 1 - density``; per layer ``density_l = kept_l / size_l``.
+
+Usage::
+
+    masks = Masks({"dense/kernel": np.ones((4, 3))})
+    masks.save("/tmp/masks.npz")
+    masks = Masks.load("/tmp/masks.npz")
+    print(masks.report().to_markdown())
+"""
+
+import json
+import os
+from typing import Dict, Iterator, List, Mapping, Optional
+
+import numpy as np
+
+from sbp_tf.pruning.targets import prunable_targets
+
+_ORDER_KEY = "__sbp_tf_mask_order__"
+
+
+class Report(list):
+  """Per-layer report: a list of row dicts plus writers.
+
+  Each row: ``layer`` (target key), ``shape``, ``weights`` (size), ``kept``,
+  ``density = kept / weights``, ``collapsed`` (kept == 0).
+
+  Usage::
+
+    rep = masks.report()
+    print(rep.to_markdown()); rep.to_json("r.json"); rep.to_png("r.png")
+  """
+
+  @property
+  def total_weights(self) -> int:
+    return int(sum(r["weights"] for r in self))
+
+  @property
+  def total_kept(self) -> int:
+    return int(sum(r["kept"] for r in self))
+
+  @property
+  def density(self) -> float:
+    """``sum kept / sum weights`` over all rows."""
+    return self.total_kept / max(self.total_weights, 1)
+
+  def summary(self) -> Dict:
+    return dict(layers=list(self), total_weights=self.total_weights,
+                total_kept=self.total_kept, density=self.density,
+                sparsity=1.0 - self.density,
+                collapsed=[r["layer"] for r in self if r["collapsed"]])
+
+  def to_json(self, path: Optional[str] = None) -> str:
+    """JSON of :meth:`summary`; also written to ``path`` if given."""
+    text = json.dumps(self.summary(), indent=2)
+    if path is not None:
+      with open(path, "w") as f:
+        f.write(text + "\n")
+    return text
+
+  def to_markdown(self) -> str:
+    """A markdown table: layer | shape | weights | kept | density."""
+    lines = ["| layer | shape | weights | kept | density |",
+             "|---|---|---:|---:|---:|"]
+    for r in self:
+      shape = "x".join(str(d) for d in r["shape"])
+      flag = " (collapsed)" if r["collapsed"] else ""
+      lines.append(f"| {r['layer']}{flag} | {shape} | {r['weights']} | "
+                   f"{r['kept']} | {r['density']:.4f} |")
+    lines.append(f"| **total** | | {self.total_weights} | {self.total_kept} | "
+                 f"{self.density:.4f} |")
+    return "\n".join(lines) + "\n"
+
+  def __str__(self):
+    return self.to_markdown()
+
+  def to_png(self, path: str, title: Optional[str] = None) -> str:
+    """Bar plot of density by layer (input side first) saved to ``path``."""
+    import matplotlib  # pylint: disable=g-import-not-at-top
+    matplotlib.use("Agg")  # headless; never opens a window
+    from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.3 * len(self) + 2.0), 3.2))
+    ax.bar(range(len(self)), [r["density"] for r in self], color="tab:blue")
+    ax.axhline(self.density, color="tab:red", ls="--", lw=1,
+               label=f"global {self.density:.3f}")
+    ax.set_xticks(range(len(self)))
+    ax.set_xticklabels([r["layer"].rsplit("/", 1)[0] for r in self],
+                       rotation=90, fontsize=6)
+    ax.set_ylabel("density (kept / weights)")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title or "density by layer")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+class Masks(Mapping):
+  """Read-only mapping target key -> float32 0/1 mask (1 = kept).
+
+  Keys are :func:`sbp_tf.pruning.prunable_targets` keys, in layer order.
+
+  Usage::
+
+    masks = prune(model, "sbp", 0.9, data=ds).masks
+    masks.density()                 # kept / total = 0.1
+    masks.apply(other_model)        # zero the pruned weights in place
+  """
+
+  def __init__(self, masks: Mapping[str, np.ndarray]):
+    if not isinstance(masks, Mapping):
+      raise TypeError(f"Masks expects a mapping key -> array, got "
+                      f"{type(masks).__name__}. Fix: pass a dict.")
+    self._m = {}
+    for k, v in masks.items():
+      a = np.asarray(v)
+      if a.size and not np.all((a == 0) | (a == 1)):
+        raise ValueError(f"Mask {k!r} has values other than 0 and 1. Fix: "
+                         "pass binary masks (1 = kept, 0 = pruned).")
+      a = a.astype(np.float32, copy=True)
+      a.setflags(write=False)
+      self._m[str(k)] = a
+
+  def __getitem__(self, key) -> np.ndarray:
+    return self._m[key]
+
+  def __iter__(self) -> Iterator[str]:
+    return iter(self._m)
+
+  def __len__(self) -> int:
+    return len(self._m)
+
+  def __repr__(self):
+    return (f"Masks({len(self)} layers, density={self.density():.4f}, "
+            f"kept={self.kept()}/{self.size()})")
+
+  # Counting.
+  def size(self) -> int:
+    """Total number of masked weights."""
+    return int(sum(m.size for m in self._m.values()))
+
+  def kept(self) -> int:
+    """Total number of kept weights (mask == 1)."""
+    return int(sum(np.count_nonzero(m) for m in self._m.values()))
+
+  def density(self) -> float:
+    """Global kept fraction ``sum kept / sum size``."""
+    return self.kept() / max(self.size(), 1)
+
+  def sparsity(self) -> float:
+    """``1 - density()``."""
+    return 1.0 - self.density()
+
+  def layer_density(self) -> Dict[str, float]:
+    """``{key: kept_l / size_l}``."""
+    return {k: float(np.count_nonzero(m)) / max(m.size, 1)
+            for k, m in self._m.items()}
+
+  def collapsed(self) -> List[str]:
+    """Keys whose mask keeps nothing (a fully pruned layer)."""
+    return [k for k, m in self._m.items() if m.size and not np.any(m)]
+
+  # Model interaction.
+  def validate(self, model, complete: bool = False) -> None:
+    """Checks every mask names a prunable weight of ``model`` with its shape.
+
+    Args:
+      model: a built Keras model.
+      complete: also require a mask for every prunable weight.
+
+    Raises:
+      ValueError: naming the first mismatched key or shape, and the fix.
+    """
+    targets = {t.key: t for t in prunable_targets(model)}
+    for k, m in self._m.items():
+      if k not in targets:
+        raise ValueError(
+            f"Mask key {k!r} is not a prunable weight of model "
+            f"{model.name!r} (its keys: {', '.join(list(targets)[:8])}"
+            f"{', ...' if len(targets) > 8 else ''}). Fix: compute the masks "
+            "on a model with the same layer names (prunable_targets keys).")
+      shape = tuple(targets[k].variable.shape)
+      if tuple(m.shape) != shape:
+        raise ValueError(
+            f"Mask {k!r} has shape {tuple(m.shape)} but the model's weight has "
+            f"shape {shape}. Fix: compute the masks on the same architecture.")
+    if complete:
+      missing = [k for k in targets if k not in self._m]
+      if missing:
+        raise ValueError(f"No mask for prunable weight(s) {missing[:5]}. Fix: "
+                         "prune the whole model or pass complete=False.")
+
+  def apply(self, model) -> None:
+    """Zeroes pruned weights in place: ``W <- W * mask`` for every key."""
+    self.validate(model)
+    for t in prunable_targets(model):
+      if t.key in self._m:
+        v = t.variable
+        v.assign(v.numpy() * self._m[t.key].astype(v.dtype.as_numpy_dtype))
+
+  def report(self, model=None) -> Report:
+    """Per-layer :class:`Report`; with ``model``, rows follow its layer order."""
+    keys = list(self._m)
+    if model is not None:
+      self.validate(model)
+      order = [t.key for t in prunable_targets(model)]
+      keys = [k for k in order if k in self._m]
+    rep = Report()
+    for k in keys:
+      m = self._m[k]
+      kept = int(np.count_nonzero(m))
+      rep.append(dict(layer=k, shape=[int(d) for d in m.shape],
+                      weights=int(m.size), kept=kept,
+                      density=kept / max(m.size, 1), collapsed=kept == 0))
+    return rep
+
+  # I/O.
+  def save(self, path: str) -> str:
+    """Writes a compressed ``.npz`` (uint8 0/1, key order kept); returns path."""
+    path = os.fspath(path)
+    if not path.endswith(".npz"):
+      path += ".npz"
+    arrays = {k: m.astype(np.uint8) for k, m in self._m.items()}
+    arrays[_ORDER_KEY] = np.array(list(self._m), dtype=np.str_)
+    tmp = path + ".tmp.npz"
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)  # atomic: a crashed save never leaves half a file
+    return path
+
+  @classmethod
+  def load(cls, path: str) -> "Masks":
+    """Reads a file written by :meth:`save`."""
+    with np.load(os.fspath(path), allow_pickle=False) as z:
+      names = [n for n in z.files if n != _ORDER_KEY]
+      order = list(z[_ORDER_KEY]) if _ORDER_KEY in z.files else sorted(names)
+      return cls({str(k): z[str(k)] for k in order})
+
+  @classmethod
+  def ones_like(cls, model) -> "Masks":
+    """All-kept masks for every prunable weight of ``model``."""
+    return cls({t.key: np.ones(t.variable.shape, np.float32)
+                for t in prunable_targets(model)})

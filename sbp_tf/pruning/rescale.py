@@ -1,0 +1,131 @@
+"""The rescaling trick (Hayou et al. 2021, Proposition 3).
+
+An EOC network with ``W_ij ~ N(0, sigma_w^2 / N)`` has, per output unit ``i``,
+fan-in second moment ``sum_j W_ij^2 ~= sigma_w^2``; the variance map
+``q_i = sum_j W_ij^2 E[phi(y_j)^2] + sigma_b^2`` and the gradient factor
+``chi = sigma_w^2 E[phi'(sqrt(q*) Z)^2] = 1`` depend on the weights only
+through that sum. Pruning shrinks it to ``sum_j (W_ij delta_ij)^2 < sigma_w^2``
+(``delta`` the mask), i.e. an effective ``sigma_w`` in the ordered phase
+(``chi < 1``, exponentially vanishing signal). Rescaling every kept weight by
+
+    rho_i = sqrt(sigma_w^2 / sum_j (W_ij delta_ij)^2),   W_ij <- rho_i W_ij delta_ij
+
+makes ``sum_j (rho_i W_ij delta_ij)^2 = sigma_w^2`` exactly, so the pruned
+network has the unpruned recursion and ``chi = 1`` again.
+
+Convolutions, kernel ``W[beta, j, i]`` (``beta`` a spatial offset, ``j`` an
+input channel, ``i`` an output channel) with ``K`` offsets:
+
+* ``mode='offset'`` (the paper's ``rho_{i,beta}``, default for ``rescale=True``):
+  ``rho_{i,beta} = sqrt((sigma_w^2 / K) / sum_j (W[beta,j,i] delta)^2)``;
+  each offset gets its share ``sigma_w^2 / K``, the unit's total is ``sigma_w^2``.
+* ``mode='channel'`` (alias ``'unit'``): one factor per output channel,
+  ``rho_i = sqrt(sigma_w^2 / sum_{beta,j} (W[beta,j,i] delta)^2)``.
+
+Dense layers have one factor per output unit in both modes; depthwise kernels
+always use ``'channel'`` (their fan-in is the offsets alone). A group whose
+kept weights are all zero is left at zero. ``sigma_w^2`` is
+``layer.<kernel>_initializer.sigma_w ** 2`` when the initializer defines
+``sigma_w`` (sbp_tf.initializers), else the empirical unpruned value
+``mean_i sum_{full fan-in} W_ij^2``.
+
+Usage::
+
+    factors = rescale(model, masks, mode="offset", reference=unpruned_kernels)
+"""
+
+import warnings
+from typing import Dict, Mapping, Optional
+
+import numpy as np
+
+from sbp_tf.compat import keras
+from sbp_tf.pruning.targets import prunable_targets
+
+MODES = ("offset", "channel", "unit")
+
+
+def normalize_mode(rescale) -> Optional[str]:
+  """``False/None -> None``, ``True -> 'offset'``, else a valid mode name."""
+  if rescale is None or rescale is False:
+    return None
+  if rescale is True:
+    return "offset"
+  if isinstance(rescale, str) and rescale in MODES:
+    return "channel" if rescale == "unit" else rescale
+  raise ValueError(f"rescale={rescale!r} is not valid. Fix: use False, True "
+                   "(the paper's per output channel and kernel offset), "
+                   "'offset', or 'channel' / 'unit' (per output unit).")
+
+
+def _initializer(layer, attr):
+  name = {"kernel": "kernel_initializer",
+          "depthwise_kernel": "depthwise_initializer",
+          "pointwise_kernel": "pointwise_initializer"}.get(attr)
+  return getattr(layer, name, None) if name else None
+
+
+def _axes(layer, attr, ndim, mode):
+  """(axes summed per group, number of offsets K for the per-offset target)."""
+  if attr == "depthwise_kernel":
+    return tuple(range(ndim - 2)), 1
+  if isinstance(layer, keras.layers.Dense) or ndim == 2:
+    return (0,), 1
+  if mode == "offset":
+    return (ndim - 2,), 1
+  return tuple(range(ndim - 1)), 1
+
+
+def target_second_moment(layer, attr, reference: np.ndarray) -> float:
+  """``sigma_w^2`` of the unpruned init (see module doc)."""
+  init = _initializer(layer, attr)
+  if init is not None and getattr(init, "sigma_w", None) is not None:
+    return float(init.sigma_w) ** 2
+  w = np.asarray(reference, np.float64)
+  if attr == "depthwise_kernel":
+    per_unit = np.sum(w ** 2, axis=tuple(range(w.ndim - 2)))
+  else:
+    per_unit = np.sum(w.reshape(-1, w.shape[-1]) ** 2, axis=0)
+  return float(np.mean(per_unit))
+
+
+def rescale(model, masks: Mapping[str, np.ndarray], mode="offset",
+            reference: Optional[Mapping[str, np.ndarray]] = None
+            ) -> Dict[str, np.ndarray]:
+  """Sets ``W <- rho * W * delta`` in place for every masked kernel.
+
+  Args:
+    model: built Keras model; its kernels are the (unpruned or pruned) init.
+    masks: key -> 0/1 mask ``delta``.
+    mode: ``'offset'`` (paper) or ``'channel'``/``'unit'``; ``True`` = offset.
+    reference: key -> unpruned kernels for the empirical ``sigma_w^2`` when the
+      initializer has no ``sigma_w`` (default: the model's current kernels).
+
+  Returns:
+    key -> the factors ``rho`` (broadcastable to the kernel).
+  """
+  mode = normalize_mode(mode)
+  if mode is None:
+    return {}
+  factors = {}
+  for t in prunable_targets(model):
+    if t.key not in masks:
+      continue
+    if isinstance(t.layer, (keras.layers.Conv1DTranspose,
+                            keras.layers.Conv2DTranspose,
+                            keras.layers.Conv3DTranspose)):
+      warnings.warn(f"rescale: {t.key} is a transposed convolution; its "
+                    "fan-in depends on the stride, left unscaled.")
+      continue
+    w = t.variable.numpy().astype(np.float64)
+    delta = np.asarray(masks[t.key], np.float64)
+    ref = w if reference is None else np.asarray(reference[t.key], np.float64)
+    s2 = target_second_moment(t.layer, t.attr, ref)
+    axes = _axes(t.layer, t.attr, w.ndim, mode)[0]
+    if mode == "offset" and t.attr != "depthwise_kernel" and w.ndim > 2:
+      s2 = s2 / int(np.prod(w.shape[:-2]))  # sigma_w^2 / K per offset
+    kept = np.sum((w * delta) ** 2, axis=axes, keepdims=True)
+    rho = np.where(kept > 0, np.sqrt(s2 / np.where(kept > 0, kept, 1.0)), 1.0)
+    t.variable.assign((rho * w * delta).astype(t.variable.dtype.as_numpy_dtype))
+    factors[t.key] = rho
+  return factors

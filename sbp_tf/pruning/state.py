@@ -1,0 +1,77 @@
+"""Saving, restoring and temporarily neutralising a model's weights.
+
+Pruning must leave a model exactly as it found it apart from the pruned
+(and, on request, rescaled) kernels: :func:`snapshot`/:func:`restore` keep
+bit-exact copies of every variable (BN moving statistics included).
+:func:`linearized` is the state SynFlow and the connectivity check score in:
+kernels replaced, every bias 0, batch norm the identity (gamma 1, beta 0,
+moving mean 0, moving variance 1, used in inference mode), other weights
+``|w|``.
+"""
+
+import contextlib
+from typing import Callable, Dict, List, Tuple
+
+import numpy as np
+
+from sbp_tf.compat import keras
+from sbp_tf.pruning.targets import prunable_targets
+
+
+def _unique_weights(model) -> List:
+  out, seen = [], set()
+  for v in model.weights:
+    if id(v) not in seen:
+      seen.add(id(v))
+      out.append(v)
+  return out
+
+
+def snapshot(model) -> List[Tuple[object, np.ndarray]]:
+  """Copies of all variables of ``model`` (trainable and not)."""
+  return [(v, np.array(v.numpy(), copy=True)) for v in _unique_weights(model)]
+
+
+def restore(snap) -> None:
+  """Writes back the values of a :func:`snapshot` (bit-exact)."""
+  for v, value in snap:
+    v.assign(value)
+
+
+def _batch_norm_roles(model) -> Dict[int, float]:
+  roles = {}
+  for m in model.submodules:
+    if isinstance(m, keras.layers.BatchNormalization):
+      for attr, val in (("gamma", 1.0), ("beta", 0.0), ("moving_mean", 0.0),
+                        ("moving_variance", 1.0)):
+        v = getattr(m, attr, None)
+        if v is not None:
+          roles[id(v)] = val
+  return roles
+
+
+@contextlib.contextmanager
+def linearized(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray]):
+  """Context: kernels ``kernel_fn(key, W)``, biases 0, BN identity, rest |w|.
+
+  Everything is restored bit-exactly on exit, also on error.
+  """
+  snap = snapshot(model)
+  try:
+    targets = {id(t.variable): t.key for t in prunable_targets(model)}
+    bn = _batch_norm_roles(model)
+    for v, value in snap:
+      if id(v) in targets:
+        new = kernel_fn(targets[id(v)], value)
+      elif id(v) in bn:
+        new = np.full_like(value, bn[id(v)])
+      elif v.name.split("/")[-1].startswith("bias"):
+        new = np.zeros_like(value)
+      elif v.dtype.is_floating:
+        new = np.abs(value)
+      else:
+        continue  # integer step counters etc.
+      v.assign(np.asarray(new, dtype=value.dtype))
+    yield
+  finally:
+    restore(snap)

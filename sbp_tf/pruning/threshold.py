@@ -1,0 +1,93 @@
+"""Exact top-k selection of weights to keep, global or per layer.
+
+Global: one threshold over all pool weights; exactly ``K = round(d * N)``
+weights survive over all ``N`` prunable weights (layers kept dense count in
+both). Layerwise: each pool layer keeps ``round(d * n_l)``. Ties are broken
+deterministically: weights are ranked by ``(-importance, flat index)`` where
+the flat index runs over the layers in target order, so the earlier weight wins.
+
+Usage::
+
+    masks = select({"a": np.array([3., 1.]), "b": np.array([2.])}, 2 / 3)
+    # {"a": [1, 0], "b": [1]}
+"""
+
+from typing import Dict, Iterable, Mapping, Optional
+
+import numpy as np
+
+
+def kept_count(n: int, density: float) -> int:
+  """``round(density * n)``: how many of ``n`` weights survive."""
+  return int(round(float(density) * int(n)))
+
+
+def _top(imp: np.ndarray, k: int) -> np.ndarray:
+  """0/1 mask keeping the ``k`` largest of flat ``imp`` (earlier index on ties)."""
+  mask = np.zeros(imp.size, np.float32)
+  if k > 0:
+    # argsort of -imp with a stable sort ranks equal values by index.
+    order = np.argsort(-imp, kind="stable")
+    mask[order[:k]] = 1.0
+  return mask
+
+
+def select(importance: Mapping[str, np.ndarray], density: float,
+           scope: str = "global", dense: Iterable[str] = (),
+           alive: Optional[Mapping[str, np.ndarray]] = None
+           ) -> Dict[str, np.ndarray]:
+  """Keeps the most important weights.
+
+  Args:
+    importance: key -> array; larger = keep first. Must be finite.
+    density: kept fraction ``1 - sparsity`` in ``[0, 1]``.
+    scope: ``'global'`` (one threshold) or ``'layerwise'``.
+    dense: keys kept fully (``keep_first``/``keep_last``).
+    alive: optional key -> 0/1 mask of weights still present (iterative
+      pruning never revives a weight: dead ones rank last).
+
+  Returns:
+    key -> float32 0/1 mask with the shape of ``importance[key]``.
+
+  Raises:
+    ValueError: if the layers kept dense alone exceed the global budget.
+  """
+  dense = set(dense)
+  keys = list(importance)
+  flat = {}
+  for k in keys:
+    imp = np.asarray(importance[k], np.float64).ravel()
+    if alive is not None and k in alive:
+      imp = np.where(np.asarray(alive[k]).ravel() > 0, imp, -np.inf)
+    flat[k] = imp
+  out = {}
+  pool = [k for k in keys if k not in dense]
+  if scope == "layerwise":
+    for k in keys:
+      n = flat[k].size
+      out[k] = (np.ones(n, np.float32) if k in dense
+                else _top(flat[k], kept_count(n, density)))
+  elif scope == "global":
+    total = sum(flat[k].size for k in keys)
+    budget = kept_count(total, density) - sum(flat[k].size for k in dense)
+    if budget < 0:
+      raise ValueError(
+          f"Density {density:.4g} keeps {kept_count(total, density)} weights, "
+          f"fewer than the {total - sum(flat[k].size for k in pool)} of the "
+          "layers kept dense. Fix: lower the sparsity or drop "
+          "keep_first/keep_last.")
+    if pool:
+      cat = np.concatenate([flat[k] for k in pool])
+      sel = _top(cat, budget)
+      start = 0
+      for k in pool:
+        n = flat[k].size
+        out[k] = sel[start:start + n]
+        start += n
+    for k in dense:
+      if k in flat:
+        out[k] = np.ones(flat[k].size, np.float32)
+  else:
+    raise ValueError(f"scope={scope!r} is not known. Fix: use 'global' or "
+                     "'layerwise'.")
+  return {k: out[k].reshape(np.shape(importance[k])) for k in keys}

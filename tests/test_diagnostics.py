@@ -1,0 +1,92 @@
+"""Diagnostics on constructed masks: collapse, connectivity, critical sparsity."""
+
+import numpy as np
+import pytest
+
+from sbp_tf import pruning
+from sbp_tf.compat import keras
+
+
+def _ffnn():
+  keras.utils.set_random_seed(0)
+  return keras.Sequential([
+      keras.layers.Dense(4, activation="relu", input_shape=(3,), name="a"),
+      keras.layers.Dense(4, activation="tanh", name="b"),
+      keras.layers.Dense(2, name="c")])
+
+
+def test_collapsed_layers():
+  masks = {"a/kernel": np.ones((3, 4)), "b/kernel": np.zeros((4, 4)),
+           "c/kernel": np.eye(4, 2)}
+  assert pruning.collapsed_layers(masks) == ["b/kernel"]
+
+
+def test_connectivity_constructed_cases():
+  m = _ffnn()
+  before = m.get_weights()
+  full = {"a/kernel": np.ones((3, 4)), "b/kernel": np.ones((4, 4)),
+          "c/kernel": np.ones((4, 2))}
+  assert pruning.connectivity(m, full).connected
+  # No layer empty, yet no path: a feeds only hidden unit 0, b reads only 1.
+  cut = dict(full)
+  cut["a/kernel"] = np.zeros((3, 4))
+  cut["a/kernel"][:, 0] = 1
+  cut["b/kernel"] = np.zeros((4, 4))
+  cut["b/kernel"][1, :] = 1
+  c = pruning.connectivity(m, cut)
+  assert not c.connected and c.reachable_fraction == 0.0
+  assert not pruning.collapsed_layers(cut)
+  # One output cut off: half the outputs reachable.
+  half = dict(full)
+  half["c/kernel"] = np.zeros((4, 2))
+  half["c/kernel"][:, 0] = 1
+  assert pruning.connectivity(m, half).reachable_fraction == 0.5
+  for a, b in zip(m.get_weights(), before):
+    np.testing.assert_array_equal(a, b)  # state restored
+
+
+def test_skip_connection_keeps_connectivity():
+  inp = keras.Input((4,))
+  h = keras.layers.Dense(4, activation="relu", name="branch")(inp)
+  h = keras.layers.Add()([inp, h])
+  out = keras.layers.Dense(2, name="head")(h)
+  m = keras.Model(inp, out)
+  masks = {"branch/kernel": np.zeros((4, 4)), "head/kernel": np.ones((4, 2))}
+  assert pruning.connectivity(m, masks).connected
+
+
+def test_critical_sparsity_is_tight():
+  rng = np.random.default_rng(0)
+  scores = {"a": rng.random((6, 5)), "b": 0.5 * rng.random((5, 4)),
+            "c": rng.random((4, 3))}
+  n = 30 + 20 + 12
+  crit = pruning.critical_sparsity(scores)
+  k = round((1 - crit.sparsity) * n)
+  at = pruning.select(scores, k / n)
+  below = pruning.select(scores, (k - 1) / n)
+  assert not pruning.collapsed_layers(at)
+  assert pruning.collapsed_layers(below) == [crit.bottleneck]
+  # Brute force: the largest k that collapses a layer is k - 1.
+  ks = [j for j in range(n + 1)
+        if pruning.collapsed_layers(pruning.select(scores, j / n))]
+  assert max(ks) == k - 1
+  # 'smallest' (GraSP) ranks by the negated score.
+  neg = pruning.critical_sparsity({key: -v for key, v in scores.items()},
+                                  keep="smallest")
+  assert neg.sparsity == pytest.approx(crit.sparsity)
+
+
+def test_prune_on_collapse_modes():
+  m = _ffnn()
+  before = m.get_weights()
+  with pytest.raises(ValueError, match="fully pruned layer.*critical sparsity"):
+    pruning.prune(m, "magnitude", 0.95, on_collapse="error")
+  for a, b in zip(m.get_weights(), before):
+    np.testing.assert_array_equal(a, b)
+  with pytest.warns(UserWarning, match="fully pruned"):
+    res = pruning.prune(m, "magnitude", 0.95, on_collapse="warn")
+  assert res.diagnostics["collapsed"] and res.diagnostics["connected"] is False
+  m2 = _ffnn()
+  res = pruning.prune(m2, "magnitude", 0.2)
+  assert res.diagnostics["connected"] and not res.diagnostics["collapsed"]
+  assert res.diagnostics["critical_sparsity"] >= 0.2

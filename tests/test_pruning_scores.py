@@ -1,0 +1,215 @@
+"""Each score method against an independent NumPy computation on a tiny net."""
+
+import numpy as np
+
+from sbp_tf import pruning
+from sbp_tf.compat import keras, tf
+
+D, H, C, B = 6, 5, 3, 8
+
+
+def _model(seed=0):
+  keras.utils.set_random_seed(seed)
+  m = keras.Sequential([
+      keras.layers.Dense(H, activation="tanh", input_shape=(D,), name="d1",
+                         bias_initializer="random_normal"),
+      keras.layers.Dense(C, name="d2", bias_initializer="random_normal")])
+  return m
+
+
+def _data():
+  rng = np.random.default_rng(1)
+  return (rng.normal(size=(B, D)).astype(np.float32),
+          rng.integers(0, C, size=B).astype(np.int32))
+
+
+def _np_params(m):
+  w1, b1, w2, b2 = [w.astype(np.float64) for w in m.get_weights()]
+  return w1, b1, w2, b2
+
+
+def _np_grad(w1, b1, w2, b2, x, y, t=1.0):
+  """Gradient of mean CE(softmax(logits / t)) w.r.t. (w1, w2)."""
+  x = x.astype(np.float64)
+  a1 = np.tanh(x @ w1 + b1)
+  z2 = (a1 @ w2 + b2) / t
+  p = np.exp(z2 - z2.max(1, keepdims=True))
+  p /= p.sum(1, keepdims=True)
+  dz2 = (p - np.eye(C)[y]) / (len(y) * t)
+  dw2 = a1.T @ dz2
+  dz1 = (dz2 @ w2.T) * (1 - a1 ** 2)
+  return x.T @ dz1, dw2
+
+
+def _topk(scores, density, keep="largest"):
+  cat = np.concatenate([s.ravel() for s in scores])
+  cat = cat if keep == "largest" else -cat
+  k = int(round(density * cat.size))
+  mask = np.zeros(cat.size)
+  mask[np.argsort(-cat, kind="stable")[:k]] = 1
+  out, i = [], 0
+  for s in scores:
+    out.append(mask[i:i + s.size].reshape(s.shape))
+    i += s.size
+  return out
+
+
+def test_sbp_matches_numpy_and_snip_alias():
+  m = _model()
+  w1, b1, w2, b2 = _np_params(m)
+  x, y = _data()
+  g1, g2 = _np_grad(w1, b1, w2, b2, x, y)
+  want = [np.abs(w1 * g1), np.abs(w2 * g2)]
+  res = pruning.prune(m, "sbp", 0.6, data=(x, y))
+  np.testing.assert_allclose(res.scores["d1/kernel"], want[0], rtol=1e-4,
+                             atol=1e-9)
+  np.testing.assert_allclose(res.scores["d2/kernel"], want[1], rtol=1e-4,
+                             atol=1e-9)
+  wm = _topk(want, 0.4)
+  np.testing.assert_array_equal(res.masks["d1/kernel"], wm[0])
+  np.testing.assert_array_equal(res.masks["d2/kernel"], wm[1])
+  # In place: pruned weights are zero, kept ones unchanged, biases untouched.
+  np.testing.assert_array_equal(m.get_weights()[0], (w1 * wm[0]).astype("f4"))
+  np.testing.assert_array_equal(m.get_weights()[1], b1.astype("f4"))
+  m2 = _model()
+  res2 = pruning.prune(m2, "snip", 0.6, data=(x, y))
+  np.testing.assert_array_equal(res2.masks["d1/kernel"], res.masks["d1/kernel"])
+
+
+def test_sbp_sums_gradients_over_batches():
+  m = _model()
+  w1, b1, w2, b2 = _np_params(m)
+  x, y = _data()
+  ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(3)  # 3, 3, 2
+  g = [np.zeros_like(w1), np.zeros_like(w2)]
+  for s in (slice(0, 3), slice(3, 6)):
+    gb = _np_grad(w1, b1, w2, b2, x[s], y[s])
+    g = [g[0] + gb[0], g[1] + gb[1]]
+  res = pruning.prune(m, "sbp", 0.5, data=ds, num_batches=2)
+  np.testing.assert_allclose(res.scores["d1/kernel"], np.abs(w1 * g[0]),
+                             rtol=1e-4, atol=1e-9)
+
+
+def test_magnitude_and_random():
+  m = _model()
+  w1, _, w2, _ = _np_params(m)
+  res = pruning.prune(m, "magnitude", 0.7)
+  wm = _topk([np.abs(w1), np.abs(w2)], 0.3)
+  np.testing.assert_array_equal(res.masks["d1/kernel"], wm[0])
+  r1 = pruning.prune(_model(), "random", 0.7, seed=3).masks
+  r2 = pruning.prune(_model(), "random", 0.7, seed=3).masks
+  r3 = pruning.prune(_model(), "random", 0.7, seed=4).masks
+  assert all(np.array_equal(r1[k], r2[k]) for k in r1)
+  assert not all(np.array_equal(r1[k], r3[k]) for k in r1)
+  assert r1.kept() == round(0.3 * (D * H + H * C))
+
+
+def test_grasp_matches_finite_difference_hessian_gradient():
+  m = _model()
+  w1, b1, w2, b2 = _np_params(m)
+  x, y = _data()
+  t = 200.0
+  g = _np_grad(w1, b1, w2, b2, x, y, t)
+  eps = 1e-3 / max(np.abs(g[0]).max(), np.abs(g[1]).max())
+  gp = _np_grad(w1 + eps * g[0], b1, w2 + eps * g[1], b2, x, y, t)
+  gm = _np_grad(w1 - eps * g[0], b1, w2 - eps * g[1], b2, x, y, t)
+  hg = [(a - b) / (2 * eps) for a, b in zip(gp, gm)]
+  want = [-w1 * hg[0], -w2 * hg[1]]
+  res = pruning.prune(m, "grasp", 0.5, data=(x, y))
+  scale = max(np.abs(want[0]).max(), np.abs(want[1]).max())
+  np.testing.assert_allclose(res.scores["d1/kernel"], want[0], atol=2e-3 * scale)
+  np.testing.assert_allclose(res.scores["d2/kernel"], want[1], atol=2e-3 * scale)
+  # GraSP removes the highest scores: every kept score <= every removed one.
+  s = np.concatenate([res.scores[k].ravel() for k in res.masks])
+  keep = np.concatenate([res.masks[k].ravel() for k in res.masks]) > 0
+  assert s[keep].max() <= s[~keep].min()
+
+
+def _np_synflow(w1, w2):
+  a1 = np.tanh(np.ones(D) @ np.abs(w1))  # biases 0, input ones
+  d1 = np.abs(w1) * np.outer(np.ones(D), (1 - a1 ** 2) * np.abs(w2).sum(1))
+  d2 = np.abs(w2) * np.outer(a1, np.ones(C))
+  return d1, d2
+
+
+def test_synflow_one_round_and_iterative_match_numpy():
+  m = _model()
+  w1, _, w2, _ = _np_params(m)
+  before = m.get_weights()
+  res = pruning.prune(m, "synflow", 0.5, rounds=1)
+  want = _np_synflow(w1, w2)
+  np.testing.assert_allclose(res.scores["d1/kernel"], want[0], rtol=1e-5)
+  np.testing.assert_allclose(res.scores["d2/kernel"], want[1], rtol=1e-5)
+  # Biases restored exactly (they were zeroed while scoring).
+  np.testing.assert_array_equal(m.get_weights()[1], before[1])
+  # Iterative, 4 rounds of the exponential schedule, in NumPy.
+  k = 4
+  mask = [np.ones_like(w1), np.ones_like(w2)]
+  for r in range(1, k + 1):
+    s = _np_synflow(w1 * mask[0], w2 * mask[1])
+    imp = [np.where(mk > 0, si, -np.inf) for si, mk in zip(s, mask)]
+    mask = _topk(imp, 0.2 ** (r / k))
+  res = pruning.prune(_model(), "synflow", 0.8, rounds=k)
+  np.testing.assert_array_equal(res.masks["d1/kernel"], mask[0])
+  np.testing.assert_array_equal(res.masks["d2/kernel"], mask[1])
+  assert res.rounds == k
+
+
+def test_synflow_default_rounds_and_batch_norm_neutralised():
+  keras.utils.set_random_seed(0)
+  m = keras.Sequential([
+      keras.layers.Dense(H, input_shape=(D,), name="d1"),
+      keras.layers.BatchNormalization(name="bn"),
+      keras.layers.Activation("relu"),
+      keras.layers.Dense(C, name="d2")])
+  bn = m.get_layer("bn")
+  bn.set_weights([np.full(H, 3.0), np.full(H, -1.0), np.full(H, 0.5),
+                  np.full(H, 4.0)])
+  before = m.get_weights()
+  res = pruning.prune(m, "synflow", 0.3, rounds=1)
+  w1, w2 = np.abs(before[0]), np.abs(before[-2])
+  # BN is the identity while scoring: a linear relu net, R = 1^T|W1||W2|1.
+  want1 = w1 * np.outer(np.ones(D), w2.sum(1) / np.sqrt(1 + 1e-3))
+  np.testing.assert_allclose(res.scores["d1/kernel"], want1, rtol=1e-5)
+  for a, b in zip(m.get_weights()[2:6], before[2:6]):
+    np.testing.assert_array_equal(a, b)  # BN restored bit-exactly
+  assert pruning.prune(m, "synflow", 0.3).rounds == 100
+
+
+def test_custom_registered_method():
+  @pruning.register_method("first_layer_only_test")
+  class _Neg(pruning.Method):  # pylint: disable=unused-variable
+    def score(self, ctx):
+      return {t.key: (np.ones(t.variable.shape) if i == 0 else
+                      np.zeros(t.variable.shape))
+              for i, t in enumerate(ctx.targets)}
+  assert "first_layer_only_test" in pruning.methods()
+  res = pruning.prune(_model(), "first_layer_only_test", 1 - D * H /
+                      (D * H + H * C), on_collapse="ignore")
+  assert res.masks["d1/kernel"].all() and not res.masks["d2/kernel"].any()
+
+
+def test_synflow_overflow_falls_back_to_scaled_kernels():
+  depth, width = 12, 8
+  keras.utils.set_random_seed(0)
+  m = keras.Sequential(
+      [keras.layers.Dense(width, activation="relu", input_shape=(width,),
+                          name="l0")] +
+      [keras.layers.Dense(width, activation="relu", name=f"l{i}")
+       for i in range(1, depth)])
+  ws = [np.abs(w) * 1e4 for w in m.get_weights()[::2]]  # R ~ 1e60: f32 inf
+  m.set_weights([a for w in ws for a in (w, np.zeros(width))])
+  # NumPy float64: linear positive net, score = |W_l| * (a_{l-1} b_l^T).
+  fwd = [np.ones(width)]
+  for w in ws:
+    fwd.append(fwd[-1] @ w)
+  bwd = [np.ones(width)]
+  for w in reversed(ws):
+    bwd.append(w @ bwd[-1])
+  bwd = bwd[::-1][1:]
+  want = [w * np.outer(a, b) for w, a, b in zip(ws, fwd, bwd)]
+  assert np.isfinite(want[0]).all() and want[0].max() > 1e40
+  res = pruning.prune(m, "synflow", 0.5, rounds=1, on_collapse="ignore")
+  wm = _topk(want, 0.5)
+  for i in range(depth):
+    np.testing.assert_array_equal(res.masks[f"l{i}/kernel"], wm[i])
