@@ -37,8 +37,8 @@ class StepDecay(keras.callbacks.Callback):
 
   def __init__(self, lr, epochs, decay_at=(0.5, 0.75), factor=0.1):
     super().__init__()
-    self.lr, self.epochs, self.decay_at, self.factor = (lr, epochs,
-                                                         tuple(decay_at), factor)
+    self.lr, self.epochs = lr, epochs
+    self.decay_at, self.factor = tuple(decay_at), factor
 
   def on_epoch_begin(self, epoch, logs=None):
     keras.backend.set_value(

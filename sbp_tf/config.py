@@ -36,6 +36,8 @@ METHODS = ("sbp", "snip", "magnitude", "random", "grasp", "synflow")
 MIXED_PRECISION = (None, "float16", "bfloat16")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
 OPTIMIZERS = ("sgd", "adam")
+SCOPES = ("global", "layerwise")
+ON_COLLAPSE = ("warn", "error", "ignore")
 # Fields that may change between an interrupted run and its resumption.
 RESUME_MUTABLE = ("train.verbose", "export_tflite")
 
@@ -68,7 +70,8 @@ def defaults() -> ml_collections.ConfigDict:
   ))
   c.model = ml_collections.ConfigDict(dict(
       name="resnet32",
-      # Passed to sbp_tf.models.build(name, ..., **options); None = model default.
+      # Passed to sbp_tf.models.build(name, ..., **options); None = the
+      # model's default.
       options=ml_collections.ConfigDict(dict(
           init=_ph(str),
           activation=_ph(str),
@@ -86,7 +89,7 @@ def defaults() -> ml_collections.ConfigDict:
       rescale=False,
       scope="global",
       num_batches=1,
-      rounds=1,
+      rounds=_ph(int),        # None = the method's default (synflow: 100)
       keep_first=False,
       keep_last=False,
       on_collapse="warn",
@@ -113,12 +116,28 @@ def defaults() -> ml_collections.ConfigDict:
   return c
 
 
+def _known_datasets() -> tuple:
+  try:  # pylint: disable=g-import-not-at-top
+    from sbp_tf import data
+    return tuple(sorted(set(DATASETS) | set(data.names())))
+  except (ImportError, AttributeError):
+    return DATASETS
+
+
 def _known_models() -> tuple:
   try:  # pylint: disable=g-import-not-at-top
     from sbp_tf import models
     return tuple(sorted(set(MODELS) | set(models.names())))
   except (ImportError, AttributeError):
     return MODELS
+
+
+def _model_options(name):
+  try:  # pylint: disable=g-import-not-at-top
+    from sbp_tf import models
+    return set(models.options(name))
+  except (ImportError, AttributeError, ValueError, KeyError):
+    return None  # unknown model (reported separately) or no registry yet
 
 
 def _known_methods() -> tuple:
@@ -188,7 +207,7 @@ def validate(config) -> None:
   Example::
 
       cfg = defaults(); cfg.prune.sparsity = 1.5
-      validate(cfg)   # ValueError: prune.sparsity=1.5 is out of range [0, 1) ...
+      validate(cfg)   # ValueError: prune.sparsity=1.5 is out of range ...
   """
   given = _as_dict(config)
   schema = defaults().to_dict()
@@ -205,35 +224,47 @@ def validate(config) -> None:
     if not cond:
       errors.append(f"{field}={_get(full, field)!r} {msg}")
 
-  need(full["dataset"]["name"] in DATASETS, "dataset.name",
-       f"is not a known dataset; use one of {', '.join(DATASETS)}")
+  datasets = _known_datasets()
+  need(full["dataset"]["name"] in datasets, "dataset.name",
+       f"is not a known dataset; use one of {', '.join(datasets)}")
   models = _known_models()
   need(full["model"]["name"] in models, "model.name",
        f"is not a known model; use one of {', '.join(models)}")
+  opts = {k: v for k, v in full["model"]["options"].items() if v is not None}
+  valid_opts = _model_options(full["model"]["name"])
+  for k in sorted(opts):
+    need(valid_opts is None or k in valid_opts, f"model.options.{k}",
+         f"is not an option of model {full['model']['name']!r}; its options "
+         f"are {', '.join(sorted(valid_opts or ()))} (leave the others None)")
   methods = _known_methods()
   need(full["prune"]["method"] in methods, "prune.method",
        f"is not a known pruning method; use one of {', '.join(methods)}")
   s = full["prune"]["sparsity"]
   need(_is_num(s) and 0.0 <= s < 1.0 and not math.isnan(s), "prune.sparsity",
        "is out of range [0, 1) (fraction of weights removed, e.g. 0.9)")
-  for field in ("prune.num_batches", "prune.rounds", "train.epochs",
+  for field in ("prune.num_batches", "train.epochs",
                 "train.batch_size"):
     v = _get(full, field)
     need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, field,
          "must be an integer >= 1")
-  for field in ("prune.batch_size", "train.steps_per_epoch",
+  for field in ("prune.rounds", "prune.batch_size", "train.steps_per_epoch",
                 "train.eval_batch_size", "dataset.limit_train",
                 "dataset.limit_test"):
     v = _get(full, field)
     need(v is None or (isinstance(v, int) and not isinstance(v, bool)
                        and v >= 1), field, "must be None or an integer >= 1")
+  need(full["prune"]["scope"] in SCOPES, "prune.scope",
+       f"must be one of {SCOPES}")
+  need(full["prune"]["on_collapse"] in ON_COLLAPSE, "prune.on_collapse",
+       f"must be one of {ON_COLLAPSE}")
   need(_is_num(full["train"]["lr"]) and full["train"]["lr"] > 0, "train.lr",
        "must be a positive number")
   need(_is_num(full["train"]["weight_decay"]) and
        full["train"]["weight_decay"] >= 0, "train.weight_decay",
        "must be a number >= 0")
   need(_is_num(full["train"]["momentum"]) and
-       0 <= full["train"]["momentum"] < 1, "train.momentum", "must be in [0, 1)")
+       0 <= full["train"]["momentum"] < 1, "train.momentum",
+       "must be in [0, 1)")
   need(_is_num(full["train"]["lr_decay_factor"]) and
        0 < full["train"]["lr_decay_factor"] <= 1, "train.lr_decay_factor",
        "must be in (0, 1]")

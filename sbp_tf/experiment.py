@@ -20,8 +20,8 @@ workdir resumes from the last completed epoch (masks and optimizer state
 restored, no re-pruning); on a finished one it returns the stored metrics.
 """
 
+import importlib.util
 import inspect
-import logging
 import time
 from typing import Any, Dict, Optional
 
@@ -33,13 +33,11 @@ from sbp_tf.compat import keras, tf
 from sbp_tf.training import report as report_lib
 from sbp_tf.training import workdir as wd_lib
 
-log = logging.getLogger("sbp_tf.experiment")
-
 
 def _say(msg):
-  # absl/logging may be unconfigured in library use; people want to see this.
+  # Printed, not logged: library users rarely configure logging, and these
+  # few lines (pruning, resume, done) are what a person watching needs.
   print(f"[sbp_tf] {msg}", flush=True)
-  log.info(msg)
 
 
 def model_options(config) -> Dict[str, Any]:
@@ -48,10 +46,17 @@ def model_options(config) -> Dict[str, Any]:
 
 
 def build_model(config, info):
-  """Builds ``config.model`` for ``info``; logits kept float32 under mixed precision."""
+  """Builds ``config.model`` for ``info`` (float32 logits under mixed precision).
+
+  Logits ``z = f(x; W)`` come from ``sbp_tf.models.build``; under a mixed
+  policy they are cast to float32 before the loss.
+  """
   from sbp_tf import models  # pylint: disable=g-import-not-at-top
+  opts = model_options(config)
+  if "seed" in models.options(config.model.name):
+    opts.setdefault("seed", config.seed)  # same init on every replica/worker
   model = models.build(config.model.name, info.num_classes,
-                       tuple(info.input_shape), **model_options(config))
+                       tuple(info.input_shape), **opts)
   if config.train.mixed_precision and model.outputs[0].dtype != tf.float32:
     # Softmax cross-entropy in float16 overflows; cast the logits back.
     out = keras.layers.Activation("linear", dtype="float32",
@@ -146,8 +151,9 @@ def run(config, workdir, *, strategy=None, overwrite: bool = False
     workdir: output folder; created if missing.
     strategy: a ``tf.distribute.Strategy`` (None: the default strategy).
       Under multi-worker, the chief writes ``workdir``, other workers write
-      ``workdir/.worker<id>`` (deleted never; small).
-    overwrite: discard a finished or incompatible run in ``workdir``.
+      the same files to ``workdir/.worker<id>``.
+    overwrite: discard a finished or different run held in ``workdir``
+      (only ever deletes a folder holding an sbp_tf run).
 
   Returns:
     ``{"test_accuracy", "test_loss", "sparsity", "weight_sparsity",
@@ -169,11 +175,12 @@ def run(config, workdir, *, strategy=None, overwrite: bool = False
   is_chief, task_id = sbp_strategy.task_info(strategy)
   wd = wd_lib.Workdir(workdir if is_chief else
                       f"{workdir}/.worker{task_id}")
-  if overwrite:
-    wd.clear()
-  wd.check_compatible(cfg)
+  # --overwrite only ever deletes an sbp_tf workdir, never a foreign folder.
+  overwrite = overwrite and wd.exists()
+  if not overwrite:
+    wd.check_compatible(cfg)
   state = wd.state()
-  if state["status"] == wd_lib.FINISHED:
+  if state["status"] == wd_lib.FINISHED and not overwrite:
     _say(f"{wd.path} already holds a finished run ({state['epochs_done']} "
          "epochs); returning its stored metrics. Pass overwrite=True "
          "(--overwrite) to train again.")
@@ -191,6 +198,8 @@ def run(config, workdir, *, strategy=None, overwrite: bool = False
   with sbp_strategy.precision_policy(cfg.train.mixed_precision, strategy):
     with strategy.scope():
       model = build_model(cfg, info)  # bad model options fail here, pre-write
+    if overwrite:
+      wd.clear()
     wd.create(cfg)
     state = wd.state()
 
@@ -236,12 +245,16 @@ def run(config, workdir, *, strategy=None, overwrite: bool = False
                                          max_to_keep=2,
                                          checkpoint_name="ckpt")
     initial_epoch = 0
+    init_path = str(wd.ckpt_dir / "init")
     if resumed:
       initial_epoch = int(state["epochs_done"])
-      path = f"{wd.ckpt_dir}/ckpt-{initial_epoch}"
+      path = (f"{wd.ckpt_dir}/ckpt-{initial_epoch}" if initial_epoch
+              else init_path)
       ckpt.restore(path).assert_existing_objects_matched()
     else:
-      manager.save(checkpoint_number=0)  # init after pruning (and rescaling)
+      # The pruned (and rescaled) init, kept for good: resuming before the
+      # first epoch must not depend on re-running the init and the pruning.
+      ckpt.write(init_path)
       wd.set_state(wd_lib.PRUNED, 0, epochs=cfg.train.epochs)
 
     t = cfg.train
@@ -249,11 +262,14 @@ def run(config, workdir, *, strategy=None, overwrite: bool = False
     from sbp_tf.pruning import targets  # pylint: disable=g-import-not-at-top
     kernels = [x.variable for x in targets.prunable_targets(wrapped)]
     callbacks = list(sbp_tfmot.callbacks()) + [
-        cb_lib.StepDecay(t.lr, t.epochs, t.lr_decay_at, t.lr_decay_factor),
-        keras.callbacks.TensorBoard(str(wd / "tensorboard"),
-                                    update_freq="epoch", profile_batch=0),
-        cb_lib.EpochCheckpoint(wd, manager, t.epochs, kernels),
-    ]
+        cb_lib.StepDecay(t.lr, t.epochs, t.lr_decay_at, t.lr_decay_factor)]
+    if _has_tensorboard():
+      callbacks.append(keras.callbacks.TensorBoard(
+          str(wd / "tensorboard"), update_freq="epoch", profile_batch=0))
+    elif not resumed:
+      _say("TensorBoard logs skipped: the tensorboard package is not "
+           "installed (pip install tensorboard).")
+    callbacks.append(cb_lib.EpochCheckpoint(wd, manager, t.epochs, kernels))
     fit_ds = train_ds.repeat() if t.steps_per_epoch else train_ds
     t_fit = time.time()
     if initial_epoch < t.epochs:
@@ -284,8 +300,15 @@ def run(config, workdir, *, strategy=None, overwrite: bool = False
     wd_lib.write_json(wd / "results.json", metrics)
     wd.set_state(wd_lib.FINISHED, t.epochs, epochs=t.epochs)
   _say(f"done: test accuracy {metrics['test_accuracy']:.4f}, sparsity "
-       f"{metrics['sparsity']:.4f}, {metrics['wall_time_s']:.1f} s -> {wd.path}")
+       f"{metrics['sparsity']:.4f}, {metrics['wall_time_s']:.1f} s "
+       f"-> {wd.path}")
   return metrics
+
+
+def _has_tensorboard() -> bool:
+  # tf.summary writes nothing without the tensorboard package (TF >= 2.16
+  # no longer depends on it).
+  return importlib.util.find_spec("tensorboard") is not None
 
 
 def _export_tflite(model, path) -> Optional[str]:

@@ -2,10 +2,13 @@
 
 Usage::
 
-    python -m sbp_tf.train --config=configs/cpu_fashion_mnist.py \
-        --workdir=/tmp/fmnist --config.train.epochs=2 --config.prune.sparsity=0.95
-    sbp-train --config=configs/cifar10_resnet32_stable_sbpsr.py --workdir=gs://... \
-        --strategy=tpu --tpu=my-tpu
+    python -m sbp_tf.train --config=configs/cpu_fashion_mnist.py
+        --workdir=/tmp/fmnist --config.train.epochs=2
+        --config.prune.sparsity=0.95
+    sbp-train --config=configs/cifar10_resnet32_stable.py
+        --workdir=gs://bucket/r32 --strategy=tpu --tpu=my-tpu
+
+(one command each; shown over several lines).
 
 Rerunning the same command on an interrupted workdir resumes from the last
 completed epoch; on a finished workdir it prints the stored metrics (pass
@@ -18,43 +21,66 @@ import json
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file (configs/<name>.py); override "
-    "fields with --config.<field>=<value>.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder of the run.")
-_STRATEGY = flags.DEFINE_enum(
-    "strategy", "auto", ["auto", "default", "mirrored", "multi_worker", "tpu"],
-    "Distribution strategy (auto: TPU > several GPUs > one device).")
-_TPU = flags.DEFINE_string("tpu", None, "TPU name or grpc:// address.")
-_OVERWRITE = flags.DEFINE_bool(
-    "overwrite", False, "Discard an existing run in --workdir.")
-_VERBOSE = flags.DEFINE_integer(
-    "verbose", None, "Keras progress: 1 = bars, 2 = one line per epoch, "
-    "0 = silent (default: config.train.verbose).")
-flags.mark_flags_as_required(["config", "workdir"])
+_F = {}  # flag holders, defined by define_flags()
+
+
+def define_flags():
+  """Defines the binary's flags (at run time, so importing defines none)."""
+  if _F:
+    return
+  _F["config"] = config_flags.DEFINE_config_file(
+      "config", None, "Experiment config file (configs/<name>.py); override "
+      "fields with --config.<field>=<value>.", lock_config=True)
+  _F["workdir"] = flags.DEFINE_string("workdir", None,
+                                      "Output folder of the run.")
+  _F["strategy"] = flags.DEFINE_enum(
+      "strategy", "auto", ["auto", "default", "mirrored", "multi_worker",
+                           "tpu"],
+      "Distribution strategy (auto: TPU > several GPUs > one device).")
+  _F["tpu"] = flags.DEFINE_string("tpu", None, "TPU name or grpc:// address.")
+  _F["overwrite"] = flags.DEFINE_bool(
+      "overwrite", False, "Discard an existing run in --workdir.")
+  _F["verbose"] = flags.DEFINE_integer(
+      "verbose", None, "Keras progress: 1 = bars, 2 = one line per epoch, "
+      "0 = silent (default: config.train.verbose).")
+  _F["num_cpu_devices"] = flags.DEFINE_integer(
+      "num_cpu_devices", 0, "Split the CPU into this many logical devices "
+      "(with --strategy=mirrored: a multi-replica run on a CPU-only machine).")
+  flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _quiet_logs():
+  # TF's per-checkpoint/collective INFO lines drown the progress output;
+  # an explicit --verbosity (-v) still wins.
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  _quiet_logs()
   # pylint: disable=g-import-not-at-top
   from sbp_tf import config as sbp_config
   from sbp_tf import experiment
   from sbp_tf import strategy as sbp_strategy
-  cfg = _CONFIG.value
-  if _VERBOSE.value is not None:
-    cfg.train.verbose = _VERBOSE.value
+  sbp_strategy.split_cpu(_F["num_cpu_devices"].value)  # before TF starts
+  cfg = _F["config"].value
+  if _F["verbose"].value is not None:
+    cfg.train.verbose = _F["verbose"].value
   cfg = sbp_config.resolve(cfg)  # fails on bad fields before any work
-  strategy = sbp_strategy.get(_STRATEGY.value, tpu=_TPU.value)
-  metrics = experiment.run(cfg, _WORKDIR.value, strategy=strategy,
-                           overwrite=_OVERWRITE.value)
+  strategy = sbp_strategy.get(_F["strategy"].value, tpu=_F["tpu"].value)
+  metrics = experiment.run(cfg, _F["workdir"].value, strategy=strategy,
+                           overwrite=_F["overwrite"].value)
   print(json.dumps(metrics, indent=1, sort_keys=True, default=str))
 
 
 def run_main():
   """Console-script entry point (``sbp-train``)."""
+  define_flags()
   app.run(main)
 
 

@@ -1,1 +1,1 @@
-"""Training-loop helpers used by sbp_tf.experiment: workdir state and reports."""
+"""Helpers of sbp_tf.experiment's training loop: workdir state, reports."""

@@ -41,7 +41,7 @@ def to_markdown(rows: List[Dict]) -> str:
 
 
 def write_reports(masks, directory, stem="prune_report") -> Dict:
-  """Writes ``<stem>.json``, ``<stem>.md`` and ``<stem>.png``; returns totals."""
+  """Writes ``<stem>.json``, ``.md`` and ``.png``; returns the totals."""
   directory = pathlib.Path(directory)
   rows = layer_rows(masks)
   size = sum(r["size"] for r in rows)

@@ -8,7 +8,8 @@ Layout (every file written atomically, so a kill never leaves half a file)::
     <workdir>/prune_report.{json,md,png}   per-layer density at init
     <workdir>/metrics.{csv,json}  one row per completed epoch
     <workdir>/tensorboard/        TensorBoard event files
-    <workdir>/checkpoints/ckpt-N  weights + optimizer after epoch N (0 = init)
+    <workdir>/checkpoints/init    weights + optimizer after pruning at init
+    <workdir>/checkpoints/ckpt-N  weights + optimizer after epoch N (last 2)
     <workdir>/state.json          {"status", "epochs_done", "epochs"}
     <workdir>/results.json        final metrics (status "finished")
     <workdir>/model_wrapped.keras, model.keras, model.tflite
@@ -93,7 +94,8 @@ class Workdir:
     if not self.path.exists():
       return
     if not self.exists():
-      if any(self.path.iterdir()):
+      # .worker<i>: non-chief workers' folders, possibly created first.
+      if any(not p.name.startswith(".worker") for p in self.path.iterdir()):
         raise ValueError(
             f"workdir {str(self.path)!r} is not empty and holds no sbp_tf run "
             "(no config.json). Fix: pass a new or empty --workdir.")
@@ -101,8 +103,9 @@ class Workdir:
     stored = json.loads((self.path / "config.json").read_text())
     changed = sbp_config.diff(stored, config)
     if changed:
+      new = sbp_config.to_dict(config)
       detail = ", ".join(
-          f"{f}: {_lookup(stored, f)!r} -> {_lookup(sbp_config.to_dict(config), f)!r}"
+          f"{f}: {_lookup(stored, f)!r} -> {_lookup(new, f)!r}"
           for f in changed)
       raise ValueError(
           f"workdir {str(self.path)!r} holds a run with a different config "
@@ -131,7 +134,7 @@ class Workdir:
 
   def write_metrics(self, rows: List[Dict[str, Any]]) -> None:
     write_json(self.path / "metrics.json", rows)
-    keys = []
+    keys = ["epoch"] if rows else []
     for r in rows:
       keys += [k for k in r if k not in keys]
     p = self.path / "metrics.csv"
