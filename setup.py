@@ -15,6 +15,7 @@ INSTALL_REQUIRES = [
     "tensorflow==2.21.0",
     "tf-keras==2.21.0",
     "tensorflow-model-optimization==0.8.1",
+    "tensorboard==2.21.0",  # TF 2.21 no longer pulls it in; workdirs log to it
     "tensorflow-datasets==4.9.10",
     "keras-tuner==1.4.8",
     "absl-py~=1.2",  # tfmot 0.8.1 requires absl-py~=1.2
@@ -25,6 +26,8 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4"],
+    # keras-tuner's BayesianOptimization needs scikit-learn.
+    "tune": ["scikit-learn>=1.4,<2"],
 }
 EXTRAS["dev"] = EXTRAS["test"]
 

@@ -65,9 +65,7 @@ def run_demo(dataset="cifar10", data_dir=None, sparsity=0.9, epochs=2,
             callbacks=sbp_tfmot.callbacks())
   loss, acc = model.evaluate(test, verbose=0)
 
-  print(result.masks.report(model).to_markdown()
-        if hasattr(result.masks.report(model), "to_markdown")
-        else result.report)
+  print(result.report.to_markdown())
   print(f"\nSBP-SR on Stable ResNet-32 ({dataset}, sparsity {sparsity:.0%}, "
         f"pruned in {prune_s:.1f} s): test accuracy {acc:.4f} after "
         f"{epochs} epoch(s), loss {loss:.4f}")

@@ -156,7 +156,7 @@ def _tfds_load(name, split_str, data_dir, download, searched):
 
 def load(name, split, *, batch_size=128, data_dir=None, shuffle=None,
          augment=None, seed=0, limit=None, drop_remainder=False,
-         cache_dir=None, balanced=False, download=True):
+         cache_dir=None, balanced=None, download=True):
   """Loads a dataset split as a batched, normalized, prefetched tf.data pipeline.
 
   Images are normalized per channel c as (pixel / 255 - mean[c]) / std[c]
@@ -181,6 +181,9 @@ def load(name, split, *, batch_size=128, data_dir=None, shuffle=None,
     cache_dir: cache folder for extracted archives and decoded arrays
       (default $SBP_CACHE_DIR or ~/.cache/sbp_tf).
     balanced: with ``limit``, take the first limit/num_classes of each class.
+      Default (None): True whenever ``limit`` is given, because image-folder
+      and archive copies list examples class by class, so "the first N" would
+      hold only the first classes; pass False for the plain first N.
     download: let tfds download when nothing local is found.
 
   Returns:
@@ -208,6 +211,8 @@ def load(name, split, *, batch_size=128, data_dir=None, shuffle=None,
                        f"{arg}=128.")
   if balanced and limit is None:
     raise ValueError("balanced=True needs limit=N (the subset size); pass both.")
+  if balanced is None:
+    balanced = limit is not None
   training = base == "train"
   shuffle = training if shuffle is None else bool(shuffle)
   if augment is None:
