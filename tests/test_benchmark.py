@@ -1,0 +1,214 @@
+"""Tests of tools/benchmark.py: statistics helpers and the --quick JSON schema.
+
+Timings are never asserted (the machine is shared); the quick run checks that
+every section produces its figures with the documented keys and types, that
+ratios are positive and consistent with their parts, and that the target
+verdicts follow from value and limit.
+"""
+
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tools import benchmark as bm
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def test_summarize_matches_hand_computed_order_statistics():
+  samples = [7.0, 1.0, 3.0, 10.0]
+  s = bm.summarize(samples, unit="ms")
+  # Sorted 1, 3, 7, 10: median = (3 + 7) / 2; linear-interpolated quartiles
+  # at positions 0.75 and 2.25 of the sorted list.
+  assert s["median"] == pytest.approx(5.0)
+  assert s["q1"] == pytest.approx(1.0 + 0.75 * (3.0 - 1.0))
+  assert s["q3"] == pytest.approx(7.0 + 0.25 * (10.0 - 7.0))
+  assert (s["min"], s["max"], s["n"], s["unit"]) == (1.0, 10.0, 4, "ms")
+  assert s["samples"] == samples
+
+
+def test_summarize_rejects_empty():
+  with pytest.raises(ValueError, match="at least one sample"):
+    bm.summarize([])
+
+
+def test_time_repeats_separates_first_call(monkeypatch):
+  # A fake clock: each fn() call advances time by the next planned duration,
+  # so the result does not depend on the machine's speed.
+  durations = iter([5.0, 1.0, 2.0, 3.0])
+  now = [0.0]
+  monkeypatch.setattr(bm.time, "perf_counter", lambda: now[0])
+  setups = []
+
+  def fn():
+    now[0] += next(durations)
+
+  first, steady = bm.time_repeats(fn, repeats=3,
+                                  setup=lambda: setups.append(1))
+  assert first == 5.0
+  assert steady["samples"] == [1.0, 2.0, 3.0]
+  assert steady["median"] == 2.0
+  assert len(setups) == 4  # setup before every call, untimed
+  with pytest.raises(ValueError, match="repeats must be >= 1"):
+    bm.time_repeats(fn, repeats=0)
+
+
+def test_ratio_stats_pairs_rounds():
+  r = bm.ratio_stats([2.0, 6.0, 3.0], [1.0, 2.0, 3.0])
+  assert r["samples"] == [2.0, 3.0, 1.0]
+  assert r["median"] == 2.0 and r["unit"] == "ratio"
+  with pytest.raises(ValueError, match="paired samples"):
+    bm.ratio_stats([1.0], [1.0, 2.0])
+
+
+def test_other_cpu_cores_subtracts_own_time():
+  start = (100.0, 10.0, 0.0)
+  end = (130.0, 20.0, 20.0)  # machine busy 30 s, this process 10 s, 20 s wall
+  assert bm.other_cpu_cores(start, end) == pytest.approx(1.0)
+  assert bm.other_cpu_cores(start, (float("nan"), 20.0, 20.0)) is None
+  assert bm.other_load(1.0, [], 2) and not bm.other_load(0.1, [], 2)
+  assert bm.other_load(None, [(3.5, 1, 1)], 2)
+
+
+def test_targets_verdicts_follow_value_and_limit():
+  res = {"sections": {
+      "saliency": {"rows": [
+          {"method": "sbp", "model": "m", "batch_size": 8,
+           "ratio_to_step": bm.summarize([1.2, 1.4])},
+          {"method": "grasp", "model": "m", "batch_size": 8,
+           "ratio_to_step": bm.summarize([3.5])},
+          {"method": "random", "model": "m", "batch_size": 8,
+           "ratio_to_step": bm.summarize([0.1])}]},
+      "training": {"rows": [
+          {"variant": "dense", "ratio_to_dense": bm.summarize([1.0])},
+          {"variant": "tfmot", "ratio_to_dense": bm.summarize([0.9])}]},
+      "tflite": {"rows": [{"sparsity": 0.95, "quantize": "none",
+                           "size_ratio": 0.1}]}}}
+  got = bm.targets(res)
+  # sbp 1.3 <= 1.5, grasp 3.5 > 3, tfmot 0.9 < 0.95, TFLite 0.1 <= 0.12;
+  # random has no target.
+  assert [t["met"] for t in got] == [True, False, False, True]
+  assert [t["value"] for t in got] == pytest.approx([1.3, 3.5, 0.9, 0.1])
+
+
+def test_run_rejects_unknown_section_and_method():
+  s = bm.Settings.quick_preset()
+  with pytest.raises(ValueError, match=r"Unknown section\(s\) \['gpu'\]"):
+    bm.run(s, ["gpu"])
+  s.methods = ["snipp"]
+  with pytest.raises(ValueError, match=r"Unknown method\(s\) \['snipp'\]"):
+    bm.run(s, ["saliency"])
+
+
+# ---------------------------------------------------------------- --quick
+
+
+def _is_stat(s, unit=None):
+  assert set(s) >= {"median", "q1", "q3", "min", "max", "n", "unit",
+                    "samples"}, s
+  assert s["n"] == len(s["samples"]) >= 1
+  assert s["min"] <= s["q1"] <= s["median"] <= s["q3"] <= s["max"]
+  assert all(math.isfinite(v) and v > 0 for v in s["samples"]), s
+  if unit:
+    assert s["unit"] == unit
+  return True
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory, shared_data):
+  out = tmp_path_factory.mktemp("bench")
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  proc = subprocess.run(
+      [sys.executable, str(REPO / "tools" / "benchmark.py"), "--quick",
+       f"--out_dir={out}"],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+      check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  res = json.loads((out / "benchmark.json").read_text())
+  return res, (out / "benchmark.md").read_text()
+
+
+def test_quick_top_level_and_machine(quick_run):
+  res, md = quick_run
+  assert res["schema_version"] == bm.SCHEMA_VERSION
+  assert res["mode"] == "quick"
+  assert res["wall_s"] > 0
+  m = res["machine"]
+  assert isinstance(m["cpu_model"], str) and m["usable_cores"] >= 1
+  assert m["versions"]["tensorflow"].startswith("2.")
+  assert len(m["loadavg_start"]) == 3 and isinstance(m["shared"], bool)
+  assert set(res["sections"]) == set(bm.SECTIONS)
+  for name, sec in res["sections"].items():
+    assert sec["status"] == "ok", (name, sec.get("reason"),
+                                   sec.get("traceback"))
+  assert "## Targets" in md and "## Machine" in md
+
+
+def test_quick_saliency_rows(quick_run):
+  rows = quick_run[0]["sections"]["saliency"]["rows"]
+  assert sorted(r["method"] for r in rows) == sorted(bm.METHODS)
+  for r in rows:
+    _is_stat(r["train_step_s"], "s") and _is_stat(r["prune_steady_s"], "s")
+    ratio = r["ratio_to_step"]
+    _is_stat(ratio, "ratio")
+    # Paired ratios: each round's prune time over that round's step time.
+    np.testing.assert_allclose(
+        ratio["samples"],
+        np.divide(r["prune_steady_s"]["samples"], r["train_step_s"]["samples"]))
+    assert r["prune_first_s"] > 0 and r["tracing_s"] >= 0
+    assert r["rounds"] == (3 if r["method"] == "synflow" else 1)
+
+
+def test_quick_training_and_pipeline(quick_run):
+  secs = quick_run[0]["sections"]
+  rows = {r["variant"]: r for r in secs["training"]["rows"]}
+  assert set(rows) == {"dense", "tfmot", "masking"}
+  assert rows["dense"]["ratio_to_dense"]["samples"] == [1.0] * len(
+      rows["dense"]["ratio_to_dense"]["samples"])
+  for r in rows.values():
+    _is_stat(r["images_per_s"], "images/s") and _is_stat(r["ratio_to_dense"])
+  p = secs["pipeline"]
+  _is_stat(p["images_per_s"], "images/s")
+  assert p["ratio_to_training"] == pytest.approx(
+      p["images_per_s"]["median"] / p["training_images_per_s"])
+  _is_stat(p["fit_live_ratio_to_cached"], "ratio")
+
+
+def test_quick_tflite_sizes_shrink_with_sparsity(quick_run):
+  sec = quick_run[0]["sections"]["tflite"]
+  rows = {(r["sparsity"], r["quantize"]): r for r in sec["rows"]}
+  ref = rows[(0.0, "none")]
+  assert ref["size_ratio"] == 1.0 and ref["sparse"] is False
+  for r in sec["rows"]:
+    assert r["size_ratio"] == pytest.approx(r["size_bytes"]
+                                            / sec["reference_bytes"])
+    _is_stat(r["latency_ms"], "ms")
+  # Real behaviour, not timing: pruned exports are smaller files.
+  assert rows[(0.95, "none")]["size_bytes"] < ref["size_bytes"]
+  assert rows[(0.95, "dynamic")]["size_bytes"] < ref["size_bytes"]
+
+
+def test_quick_memory_and_targets(quick_run):
+  res, md = quick_run
+  mem = res["sections"]["memory"]
+  assert (mem["peak_rss_during_prune_bytes"] >= mem["rss_before_prune_bytes"]
+          > mem["input_batch_bytes"] > 0)
+  assert mem["ru_maxrss_after_prune_bytes"] >= mem["peak_rss_during_prune_bytes"] * 0.9
+  names = [t["name"] for t in res["targets"]]
+  assert any(n.startswith("sbp saliency") for n in names)
+  assert any(n.startswith("TFLite size at 95%") for n in names)
+  for t in res["targets"]:
+    assert t["op"] in ("<=", ">=") and t["value"] > 0
+    expect = t["value"] <= t["limit"] if t["op"] == "<=" else (
+        t["value"] >= t["limit"])
+    assert t["met"] is expect
+    assert t["name"] in md

@@ -1,0 +1,1 @@
+"""Command-line tools of sbp_tf (benchmark, reproduction scripts)."""

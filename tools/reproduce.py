@@ -1,0 +1,348 @@
+r"""Reproduce the paper's tables: run a grid, aggregate seeds, write tables.
+
+Every training cell goes through ``sbp_tf.experiment.run`` (the one training
+loop, same as ``sbp_tf.train``); the layer-collapse study scores masks at
+init with ``sbp_tf.pruning`` and its diagnostics. Each cell is one run folder
+under ``--workdir``; re-running the same command skips finished cells and
+resumes interrupted ones, so a grid can be stopped and continued at will.
+After every cell the markdown table (mean +- std over seeds, the paper's
+number beside it), the JSON of every run and the plot(s) are rewritten.
+
+Usage::
+
+    python tools/reproduce.py --experiment=table1 --scale=cpu \
+        --workdir=/work/runs/reproduce --out_dir=docs/results
+    python tools/reproduce.py --experiment=6 --scale=smoke --workdir=/tmp/r
+    python tools/reproduce.py --experiment=3 --scale=cpu --seeds=0,1 \
+        --time_budget_s=1800     # start no new cell after 30 min
+
+Experiments: 1=table1 (ResNet SNIP vs SBP-SR), 2=table2 (all methods),
+3=table4 (V-CNN ordered/EOC/EOC+rescaling), 4=table5 (VGG), 5=table9
+(ReLU vs tanh ResNet), 6=collapse (critical sparsity, layer collapse; no
+training). Scales: smoke (seconds), cpu (real offline data, shortened,
+each experiment well within an hour on 2 cores), paper (published setting).
+"""
+
+import pathlib
+import sys
+
+# Run as a script (python tools/reproduce.py) the repo root is not on sys.path.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from sbp_tf import _env  # noqa: F401,E402  (Keras 2 before TensorFlow)
+
+import json  # noqa: E402
+import os  # noqa: E402
+import shlex  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from typing import Any, Callable, Dict, List, Optional  # noqa: E402
+
+from tools import reproduce_experiments as rx  # noqa: E402
+from tools import reproduce_report as rr  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _say(msg):
+  print(f"[reproduce] {msg}", flush=True)
+
+
+def _load_json(path):
+  try:
+    return json.loads(pathlib.Path(path).read_text())
+  except (OSError, ValueError):
+    return None
+
+
+def finished_metrics(cell, run_dir) -> Optional[Dict[str, Any]]:
+  """The stored metrics of a finished cell, or None if it must (re)run."""
+  run_dir = pathlib.Path(run_dir)
+  if cell.kind == "collapse":
+    return _load_json(run_dir / "collapse.json")
+  state = _load_json(run_dir / "state.json") or {}
+  if state.get("status") == "finished":
+    return _load_json(run_dir / "results.json")
+  return None
+
+
+def run_cell(cell, run_dir) -> Dict[str, Any]:
+  """Computes one cell in ``run_dir``; returns its metrics."""
+  if cell.kind == "collapse":
+    from tools import reproduce_collapse  # pylint: disable=g-import-not-at-top
+    return reproduce_collapse.run(cell.config, run_dir)
+  from sbp_tf import experiment  # pylint: disable=g-import-not-at-top
+  opts = cell.config.get("model", {}).get("options", {})
+  if opts.get("activation") == "tanh" and opts.get("batch_norm") is not False:
+    # Grappler fuses BatchNorm + Tanh into a kernel TF 2.21 lacks on CPU
+    # ("Unimplemented: [FusedBatchNorm,Tanh]" at evaluation); turn that
+    # rewrite off for this process.
+    from sbp_tf.compat import tf  # pylint: disable=g-import-not-at-top
+    tf.config.optimizer.set_experimental_options({"remapping": False})
+  data_dir = cell.config.get("dataset", {}).get("data_dir")
+  if data_dir and "cifar10-mixed" in data_dir:
+    from tools import reproduce_data  # pylint: disable=g-import-not-at-top
+    reproduce_data.mixed_cifar10(pathlib.Path(data_dir).parent)
+  return experiment.run(cell.config, str(run_dir))
+
+
+def run_cell_in_child(cell, run_dir) -> Dict[str, Any]:
+  """Runs one cell in a fresh Python process with ``cell.env`` set.
+
+  A native crash (TF kernels) then costs one cell, not the grid, and the
+  process starts with the environment the cell needs (oneDNN off for the
+  SynFlow work-around). The job, result and log files go to the sibling
+  folder ``<run_dir>.cell/`` (a training workdir must hold only its run).
+  """
+  run_dir = pathlib.Path(run_dir)
+  side = run_dir.with_name(run_dir.name + ".cell")
+  side.mkdir(parents=True, exist_ok=True)
+  job = side / "cell_job.json"
+  job.write_text(json.dumps(dict(kind=cell.kind, config=cell.config,
+                                 run_dir=str(run_dir)), default=str))
+  result = side / "cell_result.json"
+  if result.exists():
+    result.unlink()
+  env = dict(os.environ, **cell.env)
+  env["PYTHONPATH"] = os.pathsep.join(
+      [str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+  code = ("import sys; from tools import reproduce; "
+          "reproduce.child_main(sys.argv[1])")
+  with open(side / "cell.log", "ab") as log:
+    proc = subprocess.run([sys.executable, "-c", code, str(job)], cwd=REPO,
+                          env=env, stdout=log, stderr=subprocess.STDOUT)
+  if proc.returncode != 0 or not result.exists():
+    tail = (side / "cell.log").read_text(errors="replace")[-600:]
+    how = (f"signal {-proc.returncode}" if proc.returncode < 0
+           else f"exit status {proc.returncode}")
+    raise RuntimeError(f"cell process ended with {how}; end of "
+                       f"{side / 'cell.log'}:\n{tail}")
+  return json.loads(result.read_text())
+
+
+class _JobCell:
+  def __init__(self, kind, config):
+    self.kind, self.config = kind, config
+
+
+def child_main(job_path) -> None:
+  """Entry point of :func:`run_cell_in_child`'s process."""
+  job = json.loads(pathlib.Path(job_path).read_text())
+  metrics = run_cell(_JobCell(job["kind"], job["config"]), job["run_dir"])
+  run_dir = pathlib.Path(job["run_dir"])
+  out = run_dir.with_name(run_dir.name + ".cell") / "cell_result.json"
+  tmp = pathlib.Path(str(out) + ".tmp")
+  tmp.write_text(json.dumps(metrics, default=str))
+  os.replace(tmp, out)
+
+
+def _clear_session():
+  try:
+    from sbp_tf.compat import keras  # pylint: disable=g-import-not-at-top
+    keras.backend.clear_session()
+  except Exception:  # pylint: disable=broad-except
+    pass
+
+
+def _fmt_s(seconds: float) -> str:
+  return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def command_line(experiment, scale, seeds, workdir, out_dir) -> str:
+  parts = ["python", "tools/reproduce.py", f"--experiment={experiment}",
+           f"--scale={scale}"]
+  if seeds:
+    parts.append(f"--seeds={seeds}")
+  parts.append(f"--workdir={workdir}")
+  if out_dir is not None:
+    parts.append(f"--out_dir={out_dir}")
+  return " ".join(shlex.quote(p) for p in parts)
+
+
+def run_grid(experiment: str, scale: str, *, workdir, seeds=None,
+             out_dir=None, max_cells: Optional[int] = None,
+             time_budget_s: Optional[float] = None,
+             report_only: bool = False, command: Optional[str] = None,
+             isolate: Optional[bool] = None,
+             log: Callable[[str], None] = _say) -> Dict[str, Any]:
+  """Runs (or resumes) experiment ``experiment`` at ``scale``; writes tables.
+
+  Args:
+    experiment: '1'..'6' or its name (see ``reproduce_experiments``).
+    scale: 'smoke', 'cpu' or 'paper'.
+    workdir: root of the run folders (one per cell:
+      ``<workdir>/<experiment>/<scale>/<row>/<col>/seed<k>``).
+    seeds: None (scale default), a count or a comma list.
+    out_dir: where ``<experiment>_<scale>.{md,json,png}`` go (default
+      ``docs/results``).
+    max_cells: run at most this many unfinished cells, then stop.
+    time_budget_s: start no new cell after this many seconds.
+    report_only: run nothing; rebuild the tables from the run folders.
+    command: the command line printed in the table header.
+    isolate: run every cell in its own process (None: yes except at the
+      smoke scale; cells that need a special environment always do).
+    log: progress printer.
+
+  Returns:
+    ``{"spec", "records", "files", "ran", "pending"}``.
+
+  Example::
+
+      out = run_grid("table4", "smoke", workdir="/tmp/r", out_dir="/tmp/o")
+      out["files"]["md"]   # '/tmp/o/table4_smoke.md'
+  """
+  spec = rx.build(experiment, scale, seeds)
+  out_dir = pathlib.Path(out_dir) if out_dir else REPO / "docs" / "results"
+  root = pathlib.Path(workdir) / spec.name / scale
+  if command is None:
+    command = command_line(spec.name, scale, seeds, workdir,
+                           None if out_dir == REPO / "docs" / "results"
+                           else out_dir)
+  t0 = time.time()
+  records: List[Dict[str, Any]] = []
+  for cell in spec.cells:
+    run_dir = root / cell.run_id
+    records.append(dict(row=cell.row, col=cell.col, seed=cell.seed,
+                        run_id=cell.run_id, run_dir=str(run_dir),
+                        status="pending", metrics=None, config=cell.config))
+  for rec in records:
+    m = finished_metrics(_cell_of(spec, rec), rec["run_dir"])
+    if m is not None:
+      rec.update(status="done", metrics=m)
+  files = None
+  ran = 0
+  if isolate is None:
+    isolate = scale != "smoke"
+  header_base = dict(command=command, machine=rr.machine(),
+                     tf_version=rr.tf_version())
+
+  def report():
+    done = [r for r in records if r["status"] == "done"]
+    total_s = sum(float((r["metrics"] or {}).get("wall_time_s") or 0)
+                  for r in done)
+    header = dict(header_base, done=len(done), total=len(records),
+                  errors=sum(r["status"] == "error" for r in records),
+                  wall_time=(f"{_fmt_s(total_s)} summed over the {len(done)} "
+                             f"finished cells (one process, cells run one "
+                             f"after another)"),
+                  wall_time_s=total_s)
+    return rr.write(spec, records, header, out_dir)
+
+  if not report_only:
+    for rec in records:
+      if rec["status"] == "done":
+        continue
+      if max_cells is not None and ran >= max_cells:
+        break
+      if time_budget_s is not None and time.time() - t0 > time_budget_s:
+        log(f"time budget of {_fmt_s(time_budget_s)} spent; stopping before "
+            f"{rec['run_id']} (rerun to continue)")
+        break
+      cell = _cell_of(spec, rec)
+      log(f"{spec.name}/{scale}: {rec['row']} @ {rec['col']} seed "
+          f"{rec['seed']} -> {rec['run_dir']}")
+      t_cell = time.time()
+      try:
+        pathlib.Path(rec["run_dir"]).parent.mkdir(parents=True, exist_ok=True)
+        if isolate or cell.env:
+          metrics = run_cell_in_child(cell, rec["run_dir"])
+        else:
+          metrics = run_cell(cell, rec["run_dir"])
+        metrics = dict(metrics)
+        metrics.setdefault("wall_time_s", time.time() - t_cell)
+        rec.update(status="done", metrics=metrics, error=None)
+        log(f"  done in {_fmt_s(time.time() - t_cell)}: "
+            f"{_summary(spec, metrics)}")
+      except Exception as e:  # pylint: disable=broad-except
+        # One failing cell must not lose the grid; it is reported and
+        # retried on the next run of the same command.
+        rec.update(status="error", error=f"{type(e).__name__}: {e}",
+                   traceback=traceback.format_exc(limit=8))
+        log(f"  FAILED: {type(e).__name__}: {e}")
+      ran += 1
+      _clear_session()
+      files = report()
+  files = report()
+  pending = sum(r["status"] != "done" for r in records)
+  log(f"{spec.name}/{scale}: {len(records) - pending}/{len(records)} cells "
+      f"finished; table {files['md']}")
+  return dict(spec=spec, records=records, files=files, ran=ran,
+              pending=pending)
+
+
+def _cell_of(spec, rec):
+  for c in spec.cells:
+    if c.run_id == rec["run_id"]:
+      return c
+  raise KeyError(rec["run_id"])
+
+
+def _summary(spec, metrics) -> str:
+  if spec.name == "collapse":
+    return f"critical sparsity {metrics.get('critical_sparsity')}"
+  acc = metrics.get("test_accuracy")
+  return (f"test accuracy {acc:.4f}, sparsity "
+          f"{metrics.get('sparsity', float('nan')):.4f}")
+
+
+def define_flags():
+  """Registers the flags (only when run as a program: importing this module
+  next to other absl binaries, as the tests do, must not clash)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string("experiment", None, "Which study: " + rx.help_text() +
+                      ". 'all' runs every experiment in order.")
+  flags.DEFINE_enum("scale", "smoke", list(rx.SCALES),
+                    "smoke: seconds, tiny settings (tests); cpu: real offline"
+                    " data, shortened schedules, narrower models, fewer seeds"
+                    " (each experiment well within an hour on 2 cores); "
+                    "paper: the published settings (GPU/TPU).")
+  flags.DEFINE_string("seeds", None, "Seed count (e.g. 3 = seeds 0,1,2) or a"
+                      " comma list (0,4); default per scale: smoke 1, cpu 2, "
+                      "paper 3.")
+  flags.DEFINE_string("workdir", None, "Root folder of the run folders (one "
+                      "per cell; finished cells are skipped on rerun).")
+  flags.DEFINE_string("out_dir", None, "Where the .md/.json/.png tables go "
+                      "(default docs/results).")
+  flags.DEFINE_integer("max_cells", None, "Run at most this many unfinished "
+                       "cells, then write the (partial) table and stop.")
+  flags.DEFINE_float("time_budget_s", None, "Start no new cell after this "
+                     "many seconds.")
+  flags.DEFINE_bool("report_only", False, "Run nothing; rebuild the tables "
+                    "from the run folders.")
+  flags.DEFINE_bool("isolate", None, "Run each cell in its own process "
+                    "(default: yes except at --scale=smoke).")
+  flags.mark_flags_as_required(["experiment", "workdir"])
+
+
+def main(argv):
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  f = flags.FLAGS
+  names = (list(rx.ORDER) if f.experiment.strip().lower() == "all"
+           else [rx.resolve_name(n) for n in f.experiment.split(",")])
+  # Fail on bad settings before any work (e.g. --seeds=abc).
+  rx.parse_seeds(f.seeds, f.scale)
+  t0 = time.time()
+  for name in names:
+    budget = None
+    if f.time_budget_s is not None:
+      budget = f.time_budget_s - (time.time() - t0)
+      if budget <= 0:
+        _say(f"time budget spent; {name} not started")
+        continue
+    cmd = command_line(name, f.scale, f.seeds, f.workdir, f.out_dir)
+    run_grid(name, f.scale, workdir=f.workdir, seeds=f.seeds,
+             out_dir=f.out_dir, max_cells=f.max_cells, time_budget_s=budget,
+             report_only=f.report_only, command=cmd, isolate=f.isolate)
+
+
+if __name__ == "__main__":
+  from absl import app as _app  # pylint: disable=g-import-not-at-top
+  define_flags()
+  _app.run(main)

@@ -1,0 +1,117 @@
+"""Experiment 6: critical sparsity, layer collapse and connectivity at init.
+
+No training. For one architecture, one method and one seed: build the model
+(``sbp_tf.models``), score it once with ``sbp_tf.pruning.prune`` on real
+data, then for each target sparsity ``s`` take the global top
+``round((1 - s) N)`` of the scores (``pruning.threshold.select``, the same
+selection ``prune`` makes) and record
+
+* the fully pruned layers (``diagnostics.collapsed_layers``),
+* whether every output is still reachable from the input
+  (``diagnostics.connectivity``),
+* the per-layer density ``kept_l / size_l``;
+
+and the critical sparsity of the scores (``diagnostics.critical_sparsity``:
+the largest sparsity that prunes no layer entirely). Iterative methods
+(SynFlow: ``rounds > 1``) are pruned afresh from the same init for every
+target with their schedule, and their critical sparsity is that of their
+one-shot (first-round) scores.
+
+Usage::
+
+    from tools import reproduce_collapse
+    m = reproduce_collapse.run(dict(model="resnet32", options={}, dataset=
+        "cifar10", method="sbp", targets=[0.9, 0.99], batch_size=128,
+        num_batches=1, synflow_rounds=20, seed=0, arch="ResNet32"), "/tmp/c")
+    m["critical_sparsity"], m["targets"]["99%"]["collapsed_layers"]
+"""
+
+import json
+import os
+import pathlib
+import time
+from typing import Any, Dict
+
+
+def _pct(s: float) -> str:
+  return f"{100 * s:g}%"
+
+
+def _data(cfg):
+  from sbp_tf import data  # pylint: disable=g-import-not-at-top
+  data_dir = None
+  if cfg["dataset"] == "cifar10":
+    # One batch of the class-sorted offline copy would be one class.
+    from tools import reproduce_data  # pylint: disable=g-import-not-at-top
+    data_dir = reproduce_data.mixed_cifar10()
+  ds, info = data.load(cfg["dataset"], "train", batch_size=cfg["batch_size"],
+                       shuffle=True, augment=False, seed=cfg["seed"],
+                       limit=cfg["batch_size"] * cfg["num_batches"],
+                       data_dir=data_dir)
+  return ds, info
+
+
+def run(cfg: Dict[str, Any], run_dir) -> Dict[str, Any]:
+  """Scores one (architecture, method, seed) and writes ``collapse.json``.
+
+  Returns:
+    ``{"critical_sparsity", "critical_layer", "num_layers",
+    "prunable_weights", "targets": {"99%": {"sparsity", "collapsed_layers",
+    "collapsed", "connected", "reachable_fraction"}}, "layer_density":
+    {"99%": [...]}, "layer_keys", "wall_time_s"}``.
+  """
+  t0 = time.time()
+  # pylint: disable=g-import-not-at-top
+  from sbp_tf import models, pruning
+  from sbp_tf.compat import keras
+  from sbp_tf.pruning import diagnostics, scores as scores_lib, state
+  from sbp_tf.pruning import threshold
+  # pylint: enable=g-import-not-at-top
+  run_dir = pathlib.Path(run_dir)
+  run_dir.mkdir(parents=True, exist_ok=True)
+  ds, info = _data(cfg)
+  keras.utils.set_random_seed(cfg["seed"])
+  model = models.build(cfg["model"], info.num_classes,
+                       tuple(info.input_shape), **cfg["options"])
+  method = scores_lib.get(cfg["method"])
+  targets = sorted(cfg["targets"])
+  keys = [t.key for t in pruning.prunable_targets(model)]
+  init = state.snapshot(model)
+  common = dict(data=ds if method.needs_data else None,
+                num_batches=cfg["num_batches"], seed=cfg["seed"],
+                on_collapse="ignore")
+  # One-shot scores: critical sparsity, and the masks of one-shot methods.
+  first = pruning.prune(model, cfg["method"], targets[0], rounds=1, **common)
+  state.restore(init)
+  crit = diagnostics.critical_sparsity(first.scores, method.keep)
+  iterative = cfg["method"] == "synflow" and cfg.get("synflow_rounds", 1) > 1
+  out_t, dens = {}, {}
+  for t in targets:
+    if iterative:
+      res = pruning.prune(model, cfg["method"], t,
+                          rounds=cfg["synflow_rounds"], **common)
+      masks = res.masks
+      state.restore(init)
+    else:
+      imp = first.scores if method.keep == "largest" else {
+          k: -v for k, v in first.scores.items()}
+      masks = pruning.Masks(threshold.select(imp, 1.0 - t))
+    collapsed = diagnostics.collapsed_layers(masks)
+    conn = diagnostics.connectivity(model, masks)
+    out_t[_pct(t)] = dict(sparsity=float(masks.sparsity()),
+                          collapsed_layers=len(collapsed), collapsed=collapsed,
+                          connected=bool(conn.connected),
+                          reachable_fraction=float(conn.reachable_fraction))
+    ld = masks.layer_density()
+    dens[_pct(t)] = [float(ld[k]) for k in keys]
+  metrics = dict(
+      arch=cfg["arch"], method=cfg["method"], seed=cfg["seed"],
+      critical_sparsity=float(crit.sparsity), critical_layer=crit.bottleneck,
+      num_layers=len(keys), layer_keys=keys,
+      prunable_weights=int(sum(first.masks[k].size for k in keys)),
+      rounds=(cfg["synflow_rounds"] if iterative else 1),
+      targets=out_t, layer_density=dens, wall_time_s=time.time() - t0)
+  tmp = run_dir / "collapse.json.tmp"
+  tmp.write_text(json.dumps(metrics, indent=1))
+  os.replace(tmp, run_dir / "collapse.json")
+  return metrics

@@ -1,0 +1,293 @@
+"""Aggregation, markdown tables, JSON and plots of a reproduction grid.
+
+A table cell is ``mean +- std`` over the seeds that finished (sample std,
+``ddof=1``; 0 with one seed), in percent for accuracies, with the paper's
+number in the next column where ``tools/paper_numbers.py`` records one.
+
+Usage::
+
+    from tools import reproduce_report as rr
+    cells = rr.aggregate(spec, records)          # per (row, col) statistics
+    rr.write(spec, records, header, "docs/results")   # .md, .json, .png
+"""
+
+import json
+import math
+import os
+import pathlib
+import platform
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from tools import paper_numbers
+
+
+def machine() -> str:
+  """'2-core CPU (<model name>)' of this machine, for table headers."""
+  model = platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          model = line.split(":", 1)[1].strip()
+          break
+  except OSError:
+    pass
+  return f"{os.cpu_count()}-core CPU ({model}), shared with other jobs, no GPU"
+
+
+def tf_version() -> str:
+  try:
+    from sbp_tf.compat import tf  # pylint: disable=g-import-not-at-top
+    import tf_keras  # pylint: disable=g-import-not-at-top
+    return f"TensorFlow {tf.__version__}, tf_keras {tf_keras.__version__}"
+  except Exception as e:  # pylint: disable=broad-except
+    return f"unknown ({type(e).__name__})"
+
+
+def mean_std(values) -> Dict[str, float]:
+  """``{'mean', 'std', 'n'}``: sample std (ddof=1), 0 for a single value."""
+  v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+  if v.size == 0:
+    return dict(mean=None, std=None, n=0)
+  std = float(np.std(v, ddof=1)) if v.size > 1 else 0.0
+  return dict(mean=float(np.mean(v)), std=std, n=int(v.size))
+
+
+def aggregate(spec, records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+  """One dict per (row, col): mean/std/n of the finished seeds + paper value.
+
+  Training cells hold test accuracy (a fraction; tables print percent).
+  Collapse rows hold the critical sparsity and, per target sparsity, the
+  mean number of fully pruned layers and the fraction of seeds whose masked
+  network stays connected.
+  """
+  out = []
+  for row in spec.rows:
+    for col in spec.cols:
+      mine = [r for r in records if r["row"] == row and r["status"] == "done"
+              and (r["col"] == col or r["col"] == "all")]
+      errors = [r for r in records if r["row"] == row and r["col"] in (col, "all")
+                and r["status"] == "error"]
+      entry = dict(row=row, col=col, paper=paper_numbers.lookup(
+          spec.name, row, col), errors=len(errors))
+      if spec.name == "collapse":
+        if col == "critical sparsity":
+          entry.update(mean_std([r["metrics"].get("critical_sparsity")
+                                 for r in mine]))
+        else:
+          per = [r["metrics"]["targets"].get(col) for r in mine]
+          per = [p for p in per if p]
+          entry.update(mean_std([p["collapsed_layers"] for p in per]))
+          entry["connected"] = (sum(bool(p["connected"]) for p in per) /
+                                len(per) if per else None)
+          entry["achieved_sparsity"] = mean_std(
+              [p.get("sparsity") for p in per])["mean"]
+      else:
+        entry.update(mean_std([r["metrics"].get(spec.metric) for r in mine]))
+      out.append(entry)
+  return out
+
+
+def _fmt_acc(e) -> str:
+  if not e["n"]:
+    return "error" if e.get("errors") else "-"
+  if e["n"] == 1:
+    return f"{100 * e['mean']:.2f} (n=1)"
+  return f"{100 * e['mean']:.2f} ± {100 * e['std']:.2f} (n={e['n']})"
+
+
+def _fmt_collapse(e) -> str:
+  if not e["n"]:
+    return "error" if e.get("errors") else "-"
+  if e["col"] == "critical sparsity":
+    txt = f"{100 * e['mean']:.2f}%"
+    return txt + (f" ± {100 * e['std']:.2f}" if e["n"] > 1 else "")
+  conn = e.get("connected")
+  c = "yes" if conn == 1 else ("no" if conn == 0 else f"{conn:.0%}")
+  return f"{e['mean']:g} / {c}"
+
+
+def markdown(spec, cells, header: Dict[str, Any]) -> str:
+  """The table as markdown, with command, machine and shortcuts on top."""
+  lines = [f"# {spec.title}", ""]
+  lines.append(f"- Scale: `{spec.scale}`; seeds: "
+               f"{', '.join(map(str, spec.seeds))}")
+  lines.append(f"- Command: `{header['command']}`")
+  lines.append(f"- Machine: {header['machine']}; {header['tf_version']}")
+  lines.append(f"- Wall time: {header['wall_time']}")
+  lines.append(f"- Cells finished: {header['done']} of {header['total']}"
+               + (f" ({header['errors']} failed)" if header["errors"] else "")
+               + ("" if header["done"] == header["total"] else
+                  " (PARTIAL table: rerun the command to fill the rest)"))
+  lines.append("- Shortcuts at this scale:")
+  lines += [f"  - {s}" for s in spec.shortcuts]
+  lines.append("")
+  by = {(c["row"], c["col"]): c for c in cells}
+  if spec.name == "collapse":
+    lines.append("Each cell: fully pruned layers / network still connected "
+                 "(input to output) at that global sparsity; critical "
+                 "sparsity = the largest sparsity that prunes no layer "
+                 "entirely, from the scores (no training).")
+    lines.append("")
+    lines.append("| architecture / method | " + " | ".join(spec.cols) + " |")
+    lines.append("|---|" + "---:|" * len(spec.cols))
+    for row in spec.rows:
+      lines.append(f"| {row} | " + " | ".join(
+          _fmt_collapse(by[(row, c)]) for c in spec.cols) + " |")
+  else:
+    lines.append("Test accuracy in %, mean ± sample std over seeds (n = "
+                 "finished seeds); 'paper' = the published number where we "
+                 "record one (n/a otherwise).")
+    lines.append("")
+    head = "| | " + " | ".join(f"{c} ours | {c} paper" for c in spec.cols)
+    lines.append(head + " |")
+    lines.append("|---|" + "---:|---:|" * len(spec.cols))
+    for row in spec.rows:
+      parts = []
+      for c in spec.cols:
+        e = by[(row, c)]
+        parts += [_fmt_acc(e), e["paper"] if e["paper"] is not None else "n/a"]
+      lines.append(f"| {row} | " + " | ".join(parts) + " |")
+  if header.get("notes"):
+    lines.append("")
+    lines += header["notes"]
+  return "\n".join(lines) + "\n"
+
+
+def plot(spec, cells, records, path) -> Optional[str]:
+  """Accuracy (or collapse) vs column per row; per-layer density per arch."""
+  try:
+    import matplotlib  # pylint: disable=g-import-not-at-top
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  path = pathlib.Path(path)
+  by = {(c["row"], c["col"]): c for c in cells}
+  if spec.name == "collapse":
+    return _plot_density(spec, records, path, plt)
+  fig, ax = plt.subplots(figsize=(7, 4))
+  x = np.arange(len(spec.cols))
+  for i, row in enumerate(spec.rows):
+    m = [by[(row, c)]["mean"] for c in spec.cols]
+    s = [by[(row, c)]["std"] for c in spec.cols]
+    ok = [j for j in range(len(m)) if m[j] is not None]
+    if ok:
+      line = ax.errorbar(x[ok], [100 * m[j] for j in ok],
+                         yerr=[100 * s[j] for j in ok], marker="o",
+                         capsize=3, label=row)
+      color = line[0].get_color()
+    else:
+      color = None
+    pp = [(j, by[(row, c)]["paper"]) for j, c in enumerate(spec.cols)]
+    pp = [(j, float(v)) for j, v in pp if v and _is_number(v)]
+    if pp:
+      ax.plot([j for j, _ in pp], [v for _, v in pp], linestyle="none",
+              marker="*", markersize=11, markerfacecolor="none",
+              color=color, label=f"{row} (paper)")
+  ax.set_xticks(x)
+  ax.set_xticklabels(spec.cols)
+  ax.set_xlabel(spec.col_axis)
+  ax.set_ylabel("test accuracy (%)")
+  ax.set_title(f"{spec.name} ({spec.scale} scale)")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+  return str(path)
+
+
+def _is_number(v) -> bool:
+  try:
+    float(v)
+    return True
+  except (TypeError, ValueError):
+    return False
+
+
+def _plot_density(spec, records, path, plt):
+  """One PNG per architecture: per-layer density by method at each target."""
+  done = [r for r in records if r["status"] == "done"
+          and r["metrics"].get("layer_density")]
+  archs = []
+  for r in done:
+    a = r["row"].rsplit(" / ", 1)[0]
+    if a not in archs:
+      archs.append(a)
+  written = []
+  for arch in archs:
+    mine = [r for r in done if r["row"].startswith(arch + " / ")
+            and r["seed"] == min(x["seed"] for x in done)]
+    targets = list(mine[0]["metrics"]["layer_density"])
+    fig, axes = plt.subplots(1, len(targets), figsize=(3.2 * len(targets), 3),
+                             sharey=True, squeeze=False)
+    for ax, t in zip(axes[0], targets):
+      for r in mine:
+        dens = r["metrics"]["layer_density"].get(t)
+        if dens:
+          ax.plot(range(len(dens)), dens, marker=".", markersize=3,
+                  label=r["row"].rsplit(" / ", 1)[1])
+      ax.set_yscale("symlog", linthresh=1e-3)
+      ax.set_ylim(0, 1.05)
+      ax.set_title(f"sparsity {t}", fontsize=9)
+      ax.set_xlabel("layer (input side first)", fontsize=8)
+      ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("kept fraction (symlog)")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(f"per-layer density at init: {arch}", fontsize=10)
+    fig.tight_layout()
+    p = path.with_name(f"{path.stem}_{_slug(arch)}.png")
+    fig.savefig(p, dpi=80)
+    plt.close(fig)
+    written.append(str(p))
+  return ", ".join(written) if written else None
+
+
+def _slug(text):
+  import re  # pylint: disable=g-import-not-at-top
+  return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def write(spec, records, header, out_dir, stem=None) -> Dict[str, str]:
+  """Writes ``<stem>.md``, ``<stem>.json`` (every run) and the plot(s).
+
+  ``stem`` defaults to ``<experiment>_<scale>``. Files are written through a
+  temporary name and renamed, so a reader never sees half a table.
+  """
+  out_dir = pathlib.Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  stem = stem or f"{spec.name}_{spec.scale}"
+  cells = aggregate(spec, records)
+  md = markdown(spec, cells, header)
+  png = plot(spec, cells, records, out_dir / f"{stem}.png")
+  if png:
+    md += "\n" + "\n".join(
+        f"![{spec.name}]({pathlib.Path(p.strip()).name})"
+        for p in png.split(",")) + "\n"
+  doc = dict(experiment=spec.name, title=spec.title, scale=spec.scale,
+             seeds=spec.seeds, rows=spec.rows, cols=spec.cols,
+             shortcuts=spec.shortcuts, header=header, cells=cells,
+             paper_source=paper_numbers.SOURCES.get(spec.name),
+             runs=records)
+  _atomic(out_dir / f"{stem}.md", md)
+  _atomic(out_dir / f"{stem}.json",
+          json.dumps(doc, indent=1, sort_keys=True, default=_jsonable))
+  return dict(md=str(out_dir / f"{stem}.md"),
+              json=str(out_dir / f"{stem}.json"), png=png)
+
+
+def _jsonable(x):
+  if isinstance(x, (np.floating, np.integer)):
+    return x.item()
+  if isinstance(x, float) and math.isnan(x):
+    return None
+  return str(x)
+
+
+def _atomic(path, text):
+  tmp = pathlib.Path(str(path) + ".tmp")
+  tmp.write_text(text)
+  os.replace(tmp, path)
