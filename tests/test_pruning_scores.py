@@ -213,3 +213,23 @@ def test_synflow_overflow_falls_back_to_scaled_kernels():
   wm = _topk(want, 0.5)
   for i in range(depth):
     np.testing.assert_array_equal(res.masks[f"l{i}/kernel"], wm[i])
+
+
+def test_synflow_on_narrow_resnet_does_not_crash_onednn():
+  # Regression: scoring on a batch of ONE image made TF 2.21's oneDNN CPU
+  # kernels corrupt the heap (abort) on the 8-channel 1x1 stride-2 shortcut
+  # of ResNet32 at width 0.25. Run in a child so a crash fails, not kills.
+  import os
+  import subprocess
+  import sys
+  code = (
+      "from sbp_tf import models, pruning\n"
+      "m = models.build('resnet32', num_classes=10, input_shape=(32, 32, 3),"
+      " width_multiplier=0.25, stable=False)\n"
+      "r = pruning.prune(m, 'synflow', 0.5, rounds=2, seed=0)\n"
+      "print('density', round(r.masks.density(), 4))\n")
+  env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1")
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                        text=True, env=env, timeout=600, check=False)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "density 0.5" in proc.stdout

@@ -297,8 +297,7 @@ class Settings:
   @classmethod
   def quick_preset(cls, repeats=2, seed=0, data_dir=None, methods=METHODS,
                    synflow_rounds=3):
-    # 0.5, not 0.25: SynFlow's batch-1 backward crashes oneDNN on 8-channel
-    # 1x1 stride-2 convolutions (see docs/benchmark.md).
+    # Width 0.5 keeps the quick models small but not all call overhead.
     small = {"width_multiplier": 0.5}
     return cls(
         quick=True, repeats=repeats, seed=seed, data_dir=data_dir,

@@ -83,7 +83,7 @@ class Cell:
   seed: int
   kind: str                  # 'train' or 'collapse'
   config: Dict[str, Any] = dataclasses.field(compare=False, hash=False)
-  # Environment a cell needs in its own process (see WORKAROUND_ENV).
+  # Extra environment variables for the cell's own process.
   env: Dict[str, str] = dataclasses.field(default_factory=dict,
                                           compare=False, hash=False)
 
@@ -252,26 +252,12 @@ def _pct(s: float) -> str:
   return f"{100 * s:g}%"
 
 
-# TF 2.21's oneDNN CPU kernels crash (double free / SIGSEGV) on the gradient
-# of a batch of ONE image through the CIFAR ResNets, which is what SynFlow
-# scores on. Such cells run in their own process with oneDNN off (slower,
-# correct). Remove once sbp_tf.pruning scores SynFlow on a batch of >= 2.
-WORKAROUND_ENV = {"TF_ENABLE_ONEDNN_OPTS": "0"}
-
-
-def _needs_workaround(model: str, method: str) -> bool:
-  return method == "synflow" and model.startswith("resnet")
-
-
 def _grid(name, scale, seeds, rows, cols, make, kind="train"):
   cells = []
   for seed in seeds:
     for r in rows:
       for c in cols:
-        cfg = make(r, c, seed)
-        env = (dict(WORKAROUND_ENV) if _needs_workaround(
-            cfg["model"]["name"], cfg["prune"]["method"]) else {})
-        cells.append(Cell(name, r, c, seed, kind, cfg, env))
+        cells.append(Cell(name, r, c, seed, kind, make(r, c, seed)))
   return cells
 
 
@@ -519,10 +505,8 @@ def _collapse(scale, seeds):
   for seed in seeds:
     for r in rows:
       # One cell per (architecture, method, seed) fills the whole row.
-      cfg = make(r, None, seed)
-      env = (dict(WORKAROUND_ENV) if _needs_workaround(
-          cfg["model"], cfg["method"]) else {})
-      cells.append(Cell("collapse", r, "all", seed, "collapse", cfg, env))
+      cells.append(Cell("collapse", r, "all", seed, "collapse",
+                        make(r, None, seed)))
   if scale == "paper":
     shortcuts = [f"saliency on {s['num_batches']} batches of "
                  f"{s['batch_size']}; SynFlow {s['synflow_rounds']} rounds"]

@@ -179,7 +179,11 @@ class SynFlow(Method):
 
   def _synflow(self, ctx, scale: Dict[str, float]):
     model = ctx.model
-    shape = [1] + [int(d) for d in model.input_shape[1:]]
+    # Two identical all-ones rows, R averaged over them: the same R and
+    # gradient as one row, but TF 2.21's oneDNN CPU kernels corrupt the heap
+    # on the weight gradient of a 1x1 stride-2 conv with few input channels
+    # at batch size 1 (uxlfoundation/oneDNN#6035); batch 2 avoids it.
+    shape = [2] + [int(d) for d in model.input_shape[1:]]
     if any(d is None for d in model.input_shape[1:]):
       raise ValueError(f"synflow needs a fixed input shape, got "
                        f"{model.input_shape}. Fix: build the model with a "
@@ -194,7 +198,8 @@ class SynFlow(Method):
       def grad():
         with tf.GradientTape() as tape:
           out = tf.nest.flatten(model(ones, training=False))
-          r = tf.add_n([tf.reduce_sum(tf.cast(o, tf.float64)) for o in out])
+          r = tf.add_n([tf.reduce_sum(tf.cast(o, tf.float64)) for o in out]
+                       ) / 2.0
         return r, tape.gradient(r, variables)
       self._grad = grad
 
