@@ -126,6 +126,16 @@ class Saliency:
                     for a, b in zip(grads, g)])
     return self._zeros_for_none(outer.gradient(z, self.variables))
 
+  def _g_and_hg_replica(self, x, y, temperature):
+    # One batch on one device: g is this batch's own gradient, so one forward
+    # and one double backward give both (saves a full gradient pass).
+    with tf.GradientTape() as outer:
+      with tf.GradientTape() as inner:
+        loss = self._batch_loss(x, y, temperature)
+      grads = self._zeros_for_none(inner.gradient(loss, self.variables))
+      z = tf.add_n([tf.reduce_sum(a * tf.stop_gradient(a)) for a in grads])
+    return grads + self._zeros_for_none(outer.gradient(z, self.variables))
+
   def _compiled(self, name, replica_fn):
     if name not in self._fns:
       strategy = self.strategy
@@ -172,3 +182,50 @@ class Saliency:
       out = [o.numpy().astype(np.float64) for o in step(x, y, gt, t)]
       acc = out if acc is None else [a + o for a, o in zip(acc, out)]
     return acc
+
+  def gradient_and_hessian_gradient(self, data, num_batches: int = 1,
+                                    temperature: float = 1.0):
+    """``(g, H g)`` as :meth:`gradients` then :meth:`hessian_gradient`.
+
+    With one batch on one device both come from one compiled pass
+    (``z = g^T stop_gradient(g)``, ``dz/dW = H g``); otherwise ``g`` is summed
+    over all batches (and replicas) first, as ``H g`` needs the full ``g``.
+    """
+    if num_batches == 1 and not self.distributed:
+      step = self._compiled("g_hg", self._g_and_hg_replica)
+      t = tf.constant(float(temperature), tf.float32)
+      for x, y in self._batches(data, 1):
+        out = [o.numpy().astype(np.float64) for o in step(x, y, t)]
+        n = len(self.variables)
+        return out[:n], out[n:]
+    g = self.gradients(data, num_batches, temperature)
+    return g, self.hessian_gradient(data, g, num_batches, temperature)
+
+
+# Reusing a model's Saliency reuses its traced functions, so pruning the same
+# model again (iterative rounds, another sparsity) pays TensorFlow's tracing
+# once instead of on every call. The cache lives on the model (set with
+# object.__setattr__ so Keras does not track it): it dies with the model.
+_CACHE_ATTR = "_sbp_tf_saliency_cache"
+
+
+def for_model(model, variables: Sequence, loss=None, strategy=None,
+              training: bool = True) -> Saliency:
+  """A :class:`Saliency`, cached per model, variables, loss and strategy.
+
+  The loss and strategy are part of the key by identity (``None`` = the
+  default loss / no strategy), so a new loss object gives a new Saliency.
+  """
+  key = (tuple(id(v) for v in variables), id(loss), id(strategy),
+         bool(training))
+  cache = model.__dict__.get(_CACHE_ATTR)
+  if cache is None:
+    cache = {}
+    object.__setattr__(model, _CACHE_ATTR, cache)
+  entry = cache.get(key)
+  if entry is None:
+    # The entry holds the loss and strategy so their ids stay unique.
+    entry = (Saliency(model, variables, loss=loss, strategy=strategy,
+                      training=training), loss, strategy)
+    cache[key] = entry
+  return entry[0]

@@ -68,8 +68,8 @@ class ScoreContext:
     return {t.key: t.variable.numpy().astype(np.float64) for t in self.targets}
 
   def _saliency(self):
-    return saliency.Saliency(self.model, [t.variable for t in self.targets],
-                             loss=self.loss, strategy=self.strategy)
+    return saliency.for_model(self.model, [t.variable for t in self.targets],
+                              loss=self.loss, strategy=self.strategy)
 
   def gradients(self, temperature: float = 1.0) -> Dict[str, np.ndarray]:
     """``dL/dW`` summed over ``num_batches`` batches."""
@@ -78,9 +78,8 @@ class ScoreContext:
 
   def gradient_and_hessian_gradient(self, temperature: float = 1.0):
     """``(g, H g)`` dicts, with ``H g`` by double backprop, ``g`` constant."""
-    sal = self._saliency()
-    g = sal.gradients(self.data, self.num_batches, temperature)
-    hg = sal.hessian_gradient(self.data, g, self.num_batches, temperature)
+    g, hg = self._saliency().gradient_and_hessian_gradient(
+        self.data, self.num_batches, temperature)
     return ({t.key: a for t, a in zip(self.targets, g)},
             {t.key: a for t, a in zip(self.targets, hg)})
 
