@@ -100,6 +100,43 @@ def test_targets_verdicts_follow_value_and_limit():
   assert [t["value"] for t in got] == pytest.approx([1.3, 3.5, 0.9, 0.1])
 
 
+def _result(command, sections, shared=False, mode="full"):
+  return {"mode": mode, "command": command, "started_utc": "t-" + command,
+          "wall_s": 10.0, "machine": {"shared": shared,
+                                      "other_cpu_cores": 0.0},
+          "sections": sections}
+
+
+def test_merge_replaces_only_remeasured_sections_and_redoes_targets():
+  slow = {"rows": [{"method": "sbp", "model": "m", "batch_size": 8,
+                    "ratio_to_step": bm.summarize([2.0])}]}
+  fast = {"rows": [{"method": "sbp", "model": "m", "batch_size": 8,
+                    "ratio_to_step": bm.summarize([1.2])}]}
+  tfl = {"rows": [{"sparsity": 0.95, "quantize": "none", "size_ratio": 0.1}]}
+  old = _result("full", {"saliency": slow, "tflite": tfl}, shared=True)
+  old["targets"] = bm.targets(old)
+  assert [t["met"] for t in old["targets"]] == [False, True]
+  out = bm.merge(old, _result("sal", {"saliency": fast}))
+  assert out["sections"]["tflite"] is tfl
+  assert out["sections"]["saliency"] is fast
+  assert [t["met"] for t in out["targets"]] == [True, True]
+  assert [(r["command"], r["sections"]) for r in out["runs"]] == [
+      ("full", ["tflite"]), ("sal", ["saliency"])]
+  assert out["machine"]["shared"] is True  # the kept run was shared
+  assert out["wall_s"] == 20.0
+  md = bm.to_markdown(dict(out, machine=dict(
+      out["machine"], cpu_model="x", usable_cores=2, logical_cores=2,
+      memory_gib=1, gpus=[], versions={}, loadavg_start=[0, 0, 0],
+      loadavg_end=[0, 0, 0], loadavg_peak=0.0)))
+  assert "- `sal` (t-sal, 10 s): saliency" in md
+  assert "- `full` (t-full, 10 s, machine shared): tflite" in md
+  # A second merge of the same section drops the earlier run's claim to it.
+  again = bm.merge(out, _result("sal2", {"saliency": slow}))
+  assert [r["command"] for r in again["runs"]] == ["full", "sal2"]
+  with pytest.raises(ValueError, match="Cannot merge a quick run"):
+    bm.merge(old, _result("q", {}, mode="quick"))
+
+
 def test_run_rejects_unknown_section_and_method():
   s = bm.Settings.quick_preset()
   with pytest.raises(ValueError, match=r"Unknown section\(s\) \['gpu'\]"):

@@ -78,6 +78,10 @@ def define_flags():
   flags.DEFINE_bool(
       "render_only", False, "Re-render <out_dir>/benchmark.md from "
       "<out_dir>/benchmark.json (with --analysis_file) without measuring.")
+  flags.DEFINE_bool(
+      "merge", False, "Keep the sections already in <out_dir>/benchmark.json "
+      "and replace only those measured now (e.g. re-time --sections=saliency "
+      "after a fix); the markdown lists which command measured which section.")
   flags.DEFINE_string(
       "memory_child", None, "Internal: JSON settings of the memory-measuring "
       "child process.")
@@ -858,12 +862,22 @@ def _stat(s, digits=3):
 def to_markdown(res: Dict[str, Any]) -> str:
   """The human summary: machine, targets, then one table per section."""
   m = res["machine"]
-  lines = [
-      "# sbp_tf benchmark", "",
-      f"Mode: **{res['mode']}**. Generated {res['started_utc']} in "
-      f"{res['wall_s']:.0f} s by `{res['command']}`."
-      + (" **Partial: the run was still going or was interrupted.**"
-         if res.get("partial") else ""), "",
+  if res.get("runs"):
+    head = (f"Mode: **{res['mode']}**. Sections measured by "
+            f"{len(res['runs'])} runs of the same tool on the same machine:")
+  else:
+    head = (f"Mode: **{res['mode']}**. Generated {res['started_utc']} in "
+            f"{res['wall_s']:.0f} s by `{res['command']}`.")
+  if res.get("partial"):
+    head += " **Partial: the run was still going or was interrupted.**"
+  lines = ["# sbp_tf benchmark", "", head, ""]
+  for r in res.get("runs") or []:
+    lines.append(f"- `{r['command']}` ({r['started_utc']}, {r['wall_s']:.0f}"
+                 f" s{', machine shared' if r.get('shared') else ''}): "
+                 + ", ".join(r["sections"]))
+  if res.get("runs"):
+    lines.append("")
+  lines += [
       "Figures are medians over repeats, with [min, max] in brackets; every "
       "ratio is taken against its reference measured in the same run "
       "(paired, interleaved rounds where marked).", "",
@@ -1067,6 +1081,36 @@ def _finish(res, loads, cpu_start, t_start):
   return res
 
 
+def merge(old: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Any]:
+  """``old`` with the sections of ``new`` replacing its own; targets redone.
+
+  ``runs`` records, per run, its command, start time, machine load and the
+  sections it measured, so every figure stays traceable to its run.
+  """
+  if old.get("mode") != new.get("mode"):
+    raise ValueError(f"Cannot merge a {new.get('mode')} run into a "
+                     f"{old.get('mode')} result. Fix: use the same mode, or "
+                     "drop --merge to write a fresh result.")
+  runs = [r for r in old.get("runs") or [{
+      "command": old["command"], "started_utc": old["started_utc"],
+      "wall_s": old["wall_s"], "shared": old["machine"].get("shared"),
+      "other_cpu_cores": old["machine"].get("other_cpu_cores"),
+      "sections": list(old["sections"])}]]
+  for r in runs:  # a re-measured section now belongs to the new run
+    r["sections"] = [x for x in r["sections"] if x not in new["sections"]]
+  runs = [r for r in runs if r["sections"]]
+  runs.append({"command": new["command"], "started_utc": new["started_utc"],
+               "wall_s": new["wall_s"], "shared": new["machine"].get("shared"),
+               "other_cpu_cores": new["machine"].get("other_cpu_cores"),
+               "sections": list(new["sections"])})
+  out = dict(old, sections=dict(old["sections"], **new["sections"]),
+             runs=runs, partial=bool(new.get("partial")))
+  out["machine"] = dict(new["machine"], shared=any(r["shared"] for r in runs))
+  out["targets"] = targets(out)
+  out["wall_s"] = sum(r["wall_s"] for r in runs)
+  return out
+
+
 def write(res: Dict[str, Any], out_dir) -> Dict[str, pathlib.Path]:
   """Writes ``benchmark.json`` and ``benchmark.md`` into ``out_dir``."""
   out_dir = pathlib.Path(out_dir)
@@ -1110,8 +1154,17 @@ def main(argv):
       tempfile.mkdtemp(prefix="sbp_benchmark_") if settings.quick
       else str(REPO / "docs" / "results"))
   command = "python tools/benchmark.py " + " ".join(sys.argv[1:])
+  old = None
+  if f.merge:
+    old_path = pathlib.Path(out_dir) / "benchmark.json"
+    if not old_path.exists():
+      raise app.UsageError(f"--merge: {old_path} does not exist. Fix: run "
+                           "without --merge first.")
+    old = json.loads(old_path.read_text(encoding="utf-8"))
+  combine = (lambda r: merge(old, r)) if old is not None else (lambda r: r)
   res = run(settings, f.sections, command=command.strip(),
-            on_section=lambda partial: write(partial, out_dir))
+            on_section=lambda partial: write(combine(partial), out_dir))
+  res = combine(res)
   if analysis is not None:
     res["analysis"] = analysis
   paths = write(res, out_dir)
