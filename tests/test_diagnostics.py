@@ -45,6 +45,21 @@ def test_connectivity_constructed_cases():
     np.testing.assert_array_equal(a, b)  # state restored
 
 
+def test_connectivity_ignores_activations_with_nonzero_value_at_zero():
+  # sigmoid(0) = 0.5 and softplus(0) = log 2 would make a cut-off output
+  # look reachable; the check runs with every activation the identity.
+  keras.utils.set_random_seed(0)
+  m = keras.Sequential([
+      keras.layers.Dense(4, activation="sigmoid", input_shape=(3,), name="a"),
+      keras.layers.Dense(2, activation="softplus", name="b")])
+  act = m.get_layer("a").activation
+  masks = {"a/kernel": np.ones((3, 4)), "b/kernel": np.zeros((4, 2))}
+  masks["b/kernel"][:, 1] = 1
+  c = pruning.connectivity(m, masks)
+  assert not c.connected and c.reachable_fraction == 0.5
+  assert m.get_layer("a").activation is act  # restored
+
+
 def test_skip_connection_keeps_connectivity():
   inp = keras.Input((4,))
   h = keras.layers.Dense(4, activation="relu", name="branch")(inp)

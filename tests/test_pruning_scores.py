@@ -126,8 +126,9 @@ def test_grasp_matches_finite_difference_hessian_gradient():
 
 
 def _np_synflow(w1, w2):
-  a1 = np.tanh(np.ones(D) @ np.abs(w1))  # biases 0, input ones
-  d1 = np.abs(w1) * np.outer(np.ones(D), (1 - a1 ** 2) * np.abs(w2).sum(1))
+  # R = 1^T |W1| |W2| 1: biases 0, input ones, tanh replaced by the identity.
+  a1 = np.ones(D) @ np.abs(w1)
+  d1 = np.abs(w1) * np.outer(np.ones(D), np.abs(w2).sum(1))
   d2 = np.abs(w2) * np.outer(a1, np.ones(C))
   return d1, d2
 
@@ -213,6 +214,43 @@ def test_synflow_overflow_falls_back_to_scaled_kernels():
   wm = _topk(want, 0.5)
   for i in range(depth):
     np.testing.assert_array_equal(res.masks[f"l{i}/kernel"], wm[i])
+
+
+def test_synflow_overflow_with_one_dominant_unit_uses_max_fan_in_scale():
+  # Each layer: unit 0 gets one weight 1e3, all else ~1e-3. Unscaled R ~
+  # 1e150; dividing by the MEAN fan-in sum still leaves a factor ~width per
+  # layer (8^50 > float32 max); dividing by the MAX keeps R ~ 1.
+  depth, width = 50, 8
+  rng = np.random.default_rng(0)
+  ws = []
+  for _ in range(depth):
+    w = rng.uniform(1e-3, 2e-3, size=(width, width))
+    w[0, 0] = 1e3
+    ws.append(w)
+  m = keras.Sequential(
+      [keras.layers.Dense(width, activation="tanh", input_shape=(width,),
+                          name="l0")] +
+      [keras.layers.Dense(width, activation="tanh", name=f"l{i}")
+       for i in range(1, depth)])
+  m.set_weights([a for w in ws for a in (w.astype(np.float32),
+                                         np.zeros(width, np.float32))])
+  fwd = [np.ones(width)]
+  for w in ws:
+    fwd.append(fwd[-1] @ w)
+  bwd = [np.ones(width)]
+  for w in reversed(ws):
+    bwd.append(w @ bwd[-1])
+  bwd = bwd[::-1][1:]
+  want = [w * np.outer(a, b) for w, a, b in zip(ws, fwd, bwd)]
+  assert max(x.max() for x in want) > 1e140
+  res = pruning.prune(m, "synflow", 0.5, rounds=1, on_collapse="ignore")
+  got = np.concatenate([res.scores[f"l{i}/kernel"].ravel()
+                        for i in range(depth)])
+  ref = np.concatenate([x.ravel() for x in want])
+  assert np.all(np.isfinite(got))
+  # Same scores up to one positive constant (the product of the scales).
+  np.testing.assert_allclose(got / got.max(), ref / ref.max(), rtol=1e-3,
+                             atol=1e-30)
 
 
 def test_synflow_on_narrow_resnet_does_not_crash_onednn():

@@ -4,10 +4,10 @@
 * Connectivity: is every output still reachable from the input? Every kernel
   is replaced by its mask divided by the unit's kept fan-in count (a
   non-negative averaging, so no overflow), biases by 0, batch norm by the
-  identity, other weights by ``|w|``; one all-ones input is propagated in
-  inference mode. An output is reachable iff it is ``> 0``, which holds for
-  activations with ``phi(0) = 0`` and ``phi(x) > 0`` for ``x > 0`` (relu,
-  tanh, elu, gelu, swish, linear; not sigmoid/softplus).
+  identity, every layer's activation by the identity, other weights by
+  ``|w|``; one all-ones input is propagated in inference mode. The network is
+  then a nonnegative linear map, so an output is reachable iff it is ``> 0``,
+  whatever the model's activations.
 * Critical sparsity of a score: the largest global sparsity whose top-k keeps
   at least one weight in every layer. With pool weights ranked by
   ``(-importance, index)`` and ``r_l`` the 0-based rank of the best weight of

@@ -208,20 +208,39 @@ class SynFlow(Method):
            for t in ctx.targets}
       gs = [np.zeros(v.shape) if g is None else g.numpy().astype(np.float64)
             for g, v in zip(gs, variables)]
-    return float(r.numpy()), {t.key: np.abs(w[t.key] * g)
-                              for t, g in zip(ctx.targets, gs)}
+    with np.errstate(over="ignore", invalid="ignore"):  # checked by caller
+      return float(r.numpy()), {t.key: np.abs(w[t.key] * g)
+                                for t, g in zip(ctx.targets, gs)}
 
   def score(self, ctx):
-    r, s = self._synflow(ctx, {})
-    if np.isfinite(r) and all(np.all(np.isfinite(v)) for v in s.values()):
-      return s
-    # Overflow: divide each kernel by its mean absolute fan-in sum. With
-    # zero biases R is linear in each kernel, so for positively homogeneous
-    # activations (relu) every score is scaled by one constant: same ranking.
+    # Inside state.linearized every activation is the identity and every
+    # bias 0, so R is linear in each kernel: dividing kernel l by c_l divides
+    # every score by the same prod(c), and the ranking is unchanged. Deep
+    # nets overflow float32 unscaled (ResNet104: R ~ 1e130), so on overflow
+    # retry with c_l = the mean, then the max, absolute fan-in sum of layer
+    # l. The max makes every layer non-expansive on nonnegative inputs (a
+    # residual block then at most doubles the signal); the mean keeps more
+    # of the signal in deep plain nets, where the max could underflow.
+    attempts = [None, "mean", "max"]
+    for how in attempts:
+      scale = {} if how is None else self._fan_in_scale(ctx, how)
+      r, s = self._synflow(ctx, scale)
+      if (np.isfinite(r) and r > 0
+          and all(np.all(np.isfinite(v)) for v in s.values())):
+        return s
+    raise FloatingPointError(
+        f"synflow: R = {r} is not a finite positive number even with each "
+        "kernel divided by its max absolute fan-in sum (float32 over- or "
+        "underflow, or no input-output path left). Fix: prune fewer rounds "
+        "or a lower sparsity, or check prune(..).report for collapsed "
+        "layers.")
+
+  @staticmethod
+  def _fan_in_scale(ctx, how: str) -> Dict[str, float]:
     scale = {}
     for t in ctx.targets:
       a = np.abs(t.variable.numpy().astype(np.float64))
-      fan = a.reshape(-1, a.shape[-1]).sum(0).mean()
-      scale[t.key] = fan if fan > 0 else 1.0
-    _, s = self._synflow(ctx, scale)
-    return s
+      fan = a.reshape(-1, a.shape[-1]).sum(0)
+      c = float(fan.max() if how == "max" else fan.mean())
+      scale[t.key] = c if c > 0 else 1.0
+    return scale

@@ -6,7 +6,10 @@ bit-exact copies of every variable (BN moving statistics included).
 :func:`linearized` is the state SynFlow and the connectivity check score in:
 kernels replaced, every bias 0, batch norm the identity (gamma 1, beta 0,
 moving mean 0, moving variance 1, used in inference mode), other weights
-``|w|``.
+``|w|``, and every layer's ``activation`` attribute (Dense, Conv, Activation
+layers) the identity, so the network computes ``prod |W|`` applied to its
+input whatever its nonlinearity (a saturating tanh would otherwise shrink
+the signal and SynFlow's gradients layer by layer).
 """
 
 import contextlib
@@ -50,14 +53,30 @@ def _batch_norm_roles(model) -> Dict[int, float]:
   return roles
 
 
+def _activation_layers(model) -> List:
+  linear = keras.activations.linear
+  return [m for m in model.submodules
+          if isinstance(m, keras.layers.Layer)
+          and callable(getattr(m, "activation", None))
+          and m.activation is not linear]
+
+
 @contextlib.contextmanager
-def linearized(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray]):
+def linearized(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray],
+               linear_activations: bool = True):
   """Context: kernels ``kernel_fn(key, W)``, biases 0, BN identity, rest |w|.
 
-  Everything is restored bit-exactly on exit, also on error.
+  With ``linear_activations`` every layer's ``activation`` is the identity
+  inside the context (functions traced inside see it; functions traced
+  before do not). Everything is restored bit-exactly on exit, also on error.
   """
   snap = snapshot(model)
+  swapped = []
   try:
+    if linear_activations:
+      for layer in _activation_layers(model):
+        swapped.append((layer, layer.activation))
+        layer.activation = keras.activations.linear
     targets = {id(t.variable): t.key for t in prunable_targets(model)}
     bn = _batch_norm_roles(model)
     for v, value in snap:
@@ -74,4 +93,6 @@ def linearized(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray]):
       v.assign(np.asarray(new, dtype=value.dtype))
     yield
   finally:
+    for layer, act in swapped:
+      layer.activation = act
     restore(snap)
