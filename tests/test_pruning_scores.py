@@ -271,3 +271,13 @@ def test_synflow_on_narrow_resnet_does_not_crash_onednn():
                         text=True, env=env, timeout=600, check=False)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "density 0.5" in proc.stdout
+
+
+def test_synflow_with_no_path_left_scores_zero_instead_of_failing():
+  m = _model()
+  w = m.get_weights()
+  w[2] = np.zeros_like(w[2])  # d2 kernel all zero: R = 0 at any scale
+  m.set_weights(w)
+  res = pruning.prune(m, "synflow", 0.5, rounds=1, on_collapse="ignore")
+  assert all(not np.any(s) for s in res.scores.values())
+  assert res.masks.density() == 0.5

@@ -31,3 +31,14 @@ def test_setup_commands_match_ci():
   assert test_cmd in README
   assert test_cmd in ci
   assert "python3 -m pip install -e . && python3 -m sbp_tf.demo" in README
+
+
+def test_every_committed_result_is_linked_with_the_command_that_made_it():
+  results = sorted((REPO / "docs" / "results").glob("*.md"))
+  assert results, "docs/results holds no tables"
+  for md in results:
+    assert f"(docs/results/{md.name})" in README, f"{md.name} not linked"
+    cmd = re.search(r"^- Command: `(.+?)`$", md.read_text(), re.M)
+    if cmd:  # reproduce tables state their command; the README repeats it
+      assert cmd.group(1) in README, (md.name, cmd.group(1))
+  assert "python tools/benchmark.py" in README

@@ -221,19 +221,23 @@ class SynFlow(Method):
     # l. The max makes every layer non-expansive on nonnegative inputs (a
     # residual block then at most doubles the signal); the mean keeps more
     # of the signal in deep plain nets, where the max could underflow.
-    attempts = [None, "mean", "max"]
-    for how in attempts:
-      scale = {} if how is None else self._fan_in_scale(ctx, how)
+    finite = None
+    for how in ("none", "mean", "max"):
+      scale = {} if how == "none" else self._fan_in_scale(ctx, how)
       r, s = self._synflow(ctx, scale)
-      if (np.isfinite(r) and r > 0
-          and all(np.all(np.isfinite(v)) for v in s.values())):
-        return s
+      if np.isfinite(r) and all(np.all(np.isfinite(v)) for v in s.values()):
+        if r > 0:
+          return s
+        finite = s  # R = 0: underflow, or no input-output path is left
+    if finite is not None:
+      # No scale gives R > 0: no path is left (or every one underflows), so
+      # every score is 0; ties then fall back to position and prune()'s
+      # connectivity check reports the disconnection.
+      return finite
     raise FloatingPointError(
-        f"synflow: R = {r} is not a finite positive number even with each "
-        "kernel divided by its max absolute fan-in sum (float32 over- or "
-        "underflow, or no input-output path left). Fix: prune fewer rounds "
-        "or a lower sparsity, or check prune(..).report for collapsed "
-        "layers.")
+        f"synflow: R = {r} is not finite even with each kernel divided by "
+        "its max absolute fan-in sum (float32 overflow). Fix: prune fewer "
+        "rounds or a lower sparsity.")
 
   @staticmethod
   def _fan_in_scale(ctx, how: str) -> Dict[str, float]:
