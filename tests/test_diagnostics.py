@@ -105,3 +105,42 @@ def test_prune_on_collapse_modes():
   res = pruning.prune(m2, "magnitude", 0.2)
   assert res.diagnostics["connected"] and not res.diagnostics["collapsed"]
   assert res.diagnostics["critical_sparsity"] >= 0.2
+
+
+def _stable_rank(cat):
+  """Reference ranking: stable argsort of -cat (earlier index wins ties)."""
+  rank = np.empty(cat.size, np.int64)
+  rank[np.argsort(-cat, kind="stable")] = np.arange(cat.size)
+  return rank
+
+
+@pytest.mark.parametrize("kind", ["ties", "normal", "dead"])
+def test_selection_and_critical_sparsity_match_a_full_stable_sort(kind):
+  # The linear-time top-k and the filtered critical-sparsity count must give
+  # what ranking every weight by a stable sort gives, ties included.
+  rng = np.random.default_rng({"ties": 1, "normal": 2, "dead": 3}[kind])
+  for _ in range(300):
+    sizes = [int(n) for n in rng.integers(1, 7, rng.integers(1, 5))]
+    n = sum(sizes)
+    if kind == "ties":
+      cat = rng.integers(0, 3, n).astype(np.float32)
+    elif kind == "normal":
+      cat = rng.normal(size=n).astype(np.float32)
+    else:  # dead weights of iterative pruning rank last at -inf
+      cat = np.where(rng.random(n) < 0.5, -np.inf,
+                     rng.integers(0, 2, n).astype(np.float32))
+    scores, start = {}, 0
+    for i, size in enumerate(sizes):
+      scores[f"l{i}/kernel"] = cat[start:start + size]
+      start += size
+    rank = _stable_rank(cat)
+    for k in range(n + 1):
+      got = np.concatenate([m.ravel() for m in
+                            pruning.select(scores, k / n).values()])
+      np.testing.assert_array_equal(got, (rank < k).astype(np.float32))
+    crit = pruning.critical_sparsity(scores)
+    start = 0
+    for i, size in enumerate(sizes):
+      r = int(rank[start:start + size].min())
+      assert crit.per_layer[f"l{i}/kernel"] == pytest.approx(1 - (r + 1) / n)
+      start += size

@@ -88,6 +88,34 @@ class CriticalSparsity:
   bottleneck: Optional[str]
 
 
+def _best_ranks(cat: np.ndarray, sizes: List[int]) -> List[int]:
+  """0-based rank of each segment's best element in ``cat``.
+
+  Ranking is by ``(-value, index)`` (a stable descending sort). The best
+  element of segment ``l`` is its maximum ``m_l`` at its first position
+  ``p_l``, and ``r_l = #(cat > m_l) + #(cat[:p_l] == m_l)``. Only values
+  ``>= min_l m_l`` enter either count, and in real score vectors they are a
+  few percent of all weights (ResNet-50: 1-4%), so those alone are sorted
+  instead of all ``N`` (25M for ResNet-50: ~6 s for the full stable sort).
+  """
+  starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+  first = [int(s + np.argmax(cat[s:s + n])) for s, n in zip(starts, sizes)]
+  maxima = cat[first]
+  pos = np.flatnonzero(cat >= maxima.min())  # ascending positions
+  top = cat[pos]
+  ordered = np.sort(top)
+  ranks = []
+  for m, p in zip(maxima, first):
+    greater = ordered.size - int(np.searchsorted(ordered, m, side="right"))
+    equal = int(np.searchsorted(ordered, m, side="right")
+                - np.searchsorted(ordered, m, side="left"))
+    before = 0
+    if equal > 1:  # ties with the maximum: earlier positions rank first
+      before = int(np.count_nonzero(pos[top == m] < p))
+    ranks.append(greater + before)
+  return ranks
+
+
 def critical_sparsity(scores: Mapping[str, np.ndarray], keep: str = "largest",
                       dense: Iterable[str] = ()) -> CriticalSparsity:
   """Largest global sparsity that prunes no layer entirely (one shot).
@@ -111,14 +139,12 @@ def critical_sparsity(scores: Mapping[str, np.ndarray], keep: str = "largest",
   if not pool:
     return CriticalSparsity(1.0 - d / max(total, 1), {}, None)
   sign = 1.0 if keep == "largest" else -1.0
-  cat = np.concatenate([sign * np.asarray(scores[k], np.float64).ravel()
-                        for k in pool])
-  rank = np.empty(cat.size, np.int64)
-  rank[np.argsort(-cat, kind="stable")] = np.arange(cat.size)
-  per, start = {}, 0
-  for k in pool:
-    r = int(rank[start:start + sizes[k]].min())
-    per[k] = 1.0 - (d + r + 1) / total
-    start += sizes[k]
+  cat = np.concatenate([np.asarray(scores[k]).ravel() for k in pool])
+  if cat.dtype.kind != "f":
+    cat = cat.astype(np.float64)
+  if sign < 0:
+    cat = -cat
+  ranks = _best_ranks(cat, [sizes[k] for k in pool])
+  per = {k: 1.0 - (d + r + 1) / total for k, r in zip(pool, ranks)}
   worst = min(per, key=per.get)
   return CriticalSparsity(per[worst], per, worst)

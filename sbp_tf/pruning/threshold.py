@@ -23,12 +23,23 @@ def kept_count(n: int, density: float) -> int:
 
 
 def _top(imp: np.ndarray, k: int) -> np.ndarray:
-  """0/1 mask keeping the ``k`` largest of flat ``imp`` (earlier index on ties)."""
-  mask = np.zeros(imp.size, np.float32)
-  if k > 0:
-    # argsort of -imp with a stable sort ranks equal values by index.
-    order = np.argsort(-imp, kind="stable")
-    mask[order[:k]] = 1.0
+  """0/1 mask keeping the ``k`` largest of flat ``imp`` (earlier index on ties).
+
+  Same mask as ranking by a stable argsort of ``-imp``, in linear time: the
+  k-th largest value ``t`` comes from ``np.partition``; every value ``> t``
+  is kept, and the first ``k - #(imp > t)`` positions holding ``t`` fill the
+  rest (a full sort of 25M scores took ~6 s on this 2-core machine).
+  """
+  n = imp.size
+  mask = np.zeros(n, np.float32)
+  if k >= n:
+    mask[:] = 1.0
+  elif k > 0:
+    t = np.partition(imp, n - k)[n - k]
+    above = imp > t
+    mask[above] = 1.0
+    missing = k - int(np.count_nonzero(above))
+    mask[np.flatnonzero(imp == t)[:missing]] = 1.0
   return mask
 
 
@@ -56,7 +67,9 @@ def select(importance: Mapping[str, np.ndarray], density: float,
   keys = list(importance)
   flat = {}
   for k in keys:
-    imp = np.asarray(importance[k], np.float64).ravel()
+    imp = np.asarray(importance[k]).ravel()
+    if imp.dtype.kind != "f":  # float scores keep their dtype (float32
+      imp = imp.astype(np.float64)  # selects ~2x faster than float64)
     if alive is not None and k in alive:
       imp = np.where(np.asarray(alive[k]).ravel() > 0, imp, -np.inf)
     flat[k] = imp
