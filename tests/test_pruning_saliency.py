@@ -65,10 +65,21 @@ def test_pruning_twice_reuses_the_traced_function():
   pruning.prune(m, "sbp", 0.7, data=data)
   assert len(cache) == 1
   assert step.experimental_get_tracing_count() == 1
-  # A different loss object is a different entry (its own trace).
-  loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-  pruning.prune(m, "sbp", 0.5, data=data, loss=loss)
+  # A different loss is a different entry (its own trace) ...
+  sce = keras.losses.SparseCategoricalCrossentropy
+  pruning.prune(m, "sbp", 0.5, data=data, loss=sce(from_logits=True))
   assert len(cache) == 2
+  # ... but a built-in loss written inline again, equal by config, is not,
+  # while one with another config, or a plain function, is.
+  pruning.prune(m, "sbp", 0.5, data=data, loss=sce(from_logits=True))
+  assert len(cache) == 2
+  pruning.prune(m, "sbp", 0.5, data=data,
+                loss=sce(from_logits=True, ignore_class=3))
+  assert len(cache) == 3
+  fn = lambda y, z: sce(from_logits=True)(y, z)  # noqa: E731
+  pruning.prune(m, "sbp", 0.5, data=data, loss=fn)
+  pruning.prune(m, "sbp", 0.5, data=data, loss=fn)
+  assert len(cache) == 4
   # The cache is not a Keras-tracked attribute: saving is unaffected.
   assert saliency._CACHE_ATTR not in [  # pylint: disable=protected-access
       n for n, _ in m._trackable_children().items()]  # pylint: disable=protected-access
