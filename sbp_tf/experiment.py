@@ -250,7 +250,10 @@ def run(config, workdir, *, strategy=None, overwrite: bool = False
       initial_epoch = int(state["epochs_done"])
       path = (f"{wd.ckpt_dir}/ckpt-{initial_epoch}" if initial_epoch
               else init_path)
-      ckpt.restore(path).assert_existing_objects_matched()
+      if initial_epoch:
+        ckpt.restore(path).assert_existing_objects_matched()
+      else:  # written by ckpt.write, which has no save_counter: read() it
+        ckpt.read(path).assert_existing_objects_matched()
     else:
       # The pruned (and rescaled) init, kept for good: resuming before the
       # first epoch must not depend on re-running the init and the pruning.

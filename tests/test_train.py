@@ -43,6 +43,43 @@ def test_bad_config_field_fails_before_any_work(tmp_path):
   assert not (tmp_path / "w").exists()
 
 
+def test_kill_after_pruning_before_the_first_epoch_then_resume(
+    shared_data, tmp_path):
+  # Killed between pruning and the end of epoch 1: the rerun restores the
+  # pruned init checkpoint (not a re-pruning) and trains every epoch.
+  del shared_data
+  workdir = tmp_path / "w"
+  args = [f"--workdir={workdir}", "--config.train.epochs=2",
+          "--config.train.steps_per_epoch=20"]
+  proc = subprocess.Popen(TRAIN + args, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, env=_env())
+  state_file = workdir / "state.json"
+  deadline = time.time() + 240
+  try:
+    while time.time() < deadline:
+      if state_file.exists():
+        try:
+          if json.loads(state_file.read_text())["status"] == "pruned":
+            break
+        except json.JSONDecodeError:  # caught mid-write
+          pass
+      time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+  finally:
+    proc.wait(timeout=30)
+  state = json.loads(state_file.read_text())
+  assert state["status"] == "pruned" and state["epochs_done"] == 0, state
+  masks_sha = _sha(workdir / "masks.npz")
+
+  res = _run(args)
+  assert res.returncode == 0, res.stderr[-3000:]
+  assert f"resuming {workdir} after epoch 0" in res.stdout
+  assert "pruned ffnn" not in res.stdout
+  metrics = json.loads((workdir / "results.json").read_text())
+  assert metrics["resumed_from_epoch"] == 0 and metrics["epochs_done"] == 2
+  assert _sha(workdir / "masks.npz") == masks_sha
+
+
 def test_kill_after_an_epoch_then_resume(shared_data, tmp_path):
   del shared_data
   workdir = tmp_path / "w"
