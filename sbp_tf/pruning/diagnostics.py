@@ -104,14 +104,16 @@ def _best_ranks(cat: np.ndarray, sizes: List[int]) -> List[int]:
   pos = np.flatnonzero(cat >= maxima.min())  # ascending positions
   top = cat[pos]
   ordered = np.sort(top)
-  ranks = []
+  ranks, ties = [], {}
   for m, p in zip(maxima, first):
     greater = ordered.size - int(np.searchsorted(ordered, m, side="right"))
     equal = int(np.searchsorted(ordered, m, side="right")
                 - np.searchsorted(ordered, m, side="left"))
     before = 0
     if equal > 1:  # ties with the maximum: earlier positions rank first
-      before = int(np.count_nonzero(pos[top == m] < p))
+      if m not in ties:  # one scan per tied level, shared by its layers
+        ties[m] = pos[top == m]
+      before = int(np.searchsorted(ties[m], p))
     ranks.append(greater + before)
   return ranks
 
