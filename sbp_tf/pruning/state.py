@@ -41,9 +41,21 @@ def restore(snap) -> None:
     v.assign(value)
 
 
+def _sublayers(model) -> List:
+  """Every layer nested in ``model`` (not itself), each once.
+
+  Keras' own layer walk: ``tf.Module.submodules`` visits every attribute of
+  every object and took ~0.25 s per call on ResNet-50.
+  """
+  flatten = getattr(model, "_flatten_layers", None)
+  if flatten is None:  # not a Keras layer: the generic module walk
+    return list(model.submodules)
+  return list(flatten(include_self=False, recursive=True))
+
+
 def _batch_norm_roles(model) -> Dict[int, float]:
   roles = {}
-  for m in model.submodules:
+  for m in _sublayers(model):
     if isinstance(m, keras.layers.BatchNormalization):
       for attr, val in (("gamma", 1.0), ("beta", 0.0), ("moving_mean", 0.0),
                         ("moving_variance", 1.0)):
@@ -55,7 +67,7 @@ def _batch_norm_roles(model) -> Dict[int, float]:
 
 def _activation_layers(model) -> List:
   linear = keras.activations.linear
-  return [m for m in model.submodules
+  return [m for m in _sublayers(model)
           if isinstance(m, keras.layers.Layer)
           and callable(getattr(m, "activation", None))
           and m.activation is not linear]
