@@ -287,7 +287,7 @@ class Settings:
         saliency_models=[
             ("resnet32", 128, (32, 32, 3), 10, {}, repeats, None),
             ("resnet50", 128, (32, 32, 3), 10, {}, max(1, repeats - 1), 20),
-            ("resnet50_imagenet", 16, (224, 224, 3), 1000, {}, 1, 3),
+            ("resnet50_imagenet", 16, (224, 224, 3), 1000, {}, repeats, 3),
         ],
         saliency_skipped=[],
         train_model=("resnet32", (32, 32, 3), 10, {}),
