@@ -191,3 +191,22 @@ def test_smoke_collapse_and_resume(tmp_path, shared_data):
         assert not row["connected"], (r["run_id"], t)
       dens = m["layer_density"][rx._pct(t)]
       assert len(dens) == m["num_layers"] and min(dens) >= 0
+  # A fresh machine without the run folders resumes from the committed table:
+  # identical configs are taken from it, a changed config is run again.
+  table = pathlib.Path(out["files"]["json"])
+  fresh = reproduce.run_grid("collapse", "smoke", workdir=tmp_path / "other",
+                             out_dir=tmp_path / "out", max_cells=0)
+  assert fresh["ran"] == 0 and fresh["pending"] == 0
+  assert ([r["metrics"] for r in fresh["records"]] ==
+          [r["metrics"] for r in json.loads(table.read_text())["runs"]])
+  doc = json.loads(table.read_text())
+  doc["runs"][0]["config"]["seed"] = 12345  # as if the grid had changed
+  table.write_text(json.dumps(doc))
+  changed = reproduce.run_grid("collapse", "smoke", workdir=tmp_path / "o2",
+                               out_dir=tmp_path / "out", max_cells=0)
+  assert changed["pending"] == 1
+  assert changed["records"][0]["status"] == "pending"
+  none = reproduce.run_grid("collapse", "smoke", workdir=tmp_path / "o3",
+                            out_dir=tmp_path / "out", max_cells=0,
+                            reuse_table=False)
+  assert none["pending"] == len(none["records"])

@@ -164,7 +164,7 @@ def run_grid(experiment: str, scale: str, *, workdir, seeds=None,
              out_dir=None, max_cells: Optional[int] = None,
              time_budget_s: Optional[float] = None,
              report_only: bool = False, command: Optional[str] = None,
-             isolate: Optional[bool] = None,
+             isolate: Optional[bool] = None, reuse_table: bool = True,
              log: Callable[[str], None] = _say) -> Dict[str, Any]:
   """Runs (or resumes) experiment ``experiment`` at ``scale``; writes tables.
 
@@ -182,6 +182,10 @@ def run_grid(experiment: str, scale: str, *, workdir, seeds=None,
     command: the command line printed in the table header.
     isolate: run every cell in its own process (None: yes except at the
       smoke scale; cells that need a special environment always do).
+    reuse_table: cells whose run folder is missing but which the table
+      already in ``out_dir`` records as finished with the identical config
+      are taken from that table instead of rerun (a grid committed from one
+      machine resumes on another; a changed config reruns its cell).
     log: progress printer.
 
   Returns:
@@ -210,6 +214,11 @@ def run_grid(experiment: str, scale: str, *, workdir, seeds=None,
     m = finished_metrics(_cell_of(spec, rec), rec["run_dir"])
     if m is not None:
       rec.update(status="done", metrics=m)
+  if reuse_table:
+    reused = _reuse_committed(records, out_dir / f"{spec.name}_{scale}.json")
+    if reused:
+      log(f"{spec.name}/{scale}: {reused} finished cell(s) taken from the "
+          f"existing table in {out_dir} (their run folders are not here)")
   files = None
   ran = 0
   if isolate is None:
@@ -221,7 +230,8 @@ def run_grid(experiment: str, scale: str, *, workdir, seeds=None,
     done = [r for r in records if r["status"] == "done"]
     total_s = sum(float((r["metrics"] or {}).get("wall_time_s") or 0)
                   for r in done)
-    header = dict(header_base, done=len(done), total=len(records),
+    header = dict(header_base, machine=_machines(done, header_base["machine"]),
+                  done=len(done), total=len(records),
                   errors=sum(r["status"] == "error" for r in records),
                   wall_time=(f"{_fmt_s(total_s)} summed over the {len(done)} "
                              f"finished cells (one process, cells run one "
@@ -251,7 +261,8 @@ def run_grid(experiment: str, scale: str, *, workdir, seeds=None,
           metrics = run_cell(cell, rec["run_dir"])
         metrics = dict(metrics)
         metrics.setdefault("wall_time_s", time.time() - t_cell)
-        rec.update(status="done", metrics=metrics, error=None)
+        rec.update(status="done", metrics=metrics, error=None,
+                   machine=header_base["machine"])
         log(f"  done in {_fmt_s(time.time() - t_cell)}: "
             f"{_summary(spec, metrics)}")
       except Exception as e:  # pylint: disable=broad-except
@@ -269,6 +280,44 @@ def run_grid(experiment: str, scale: str, *, workdir, seeds=None,
       f"finished; table {files['md']}")
   return dict(spec=spec, records=records, files=files, ran=ran,
               pending=pending)
+
+
+def _machines(done, here) -> str:
+  """The machine line: one machine, or each machine with its cell count when
+  cells taken from a committed table ran elsewhere."""
+  counts: Dict[str, int] = {}
+  for r in done:
+    m = r.get("machine") or here
+    counts[m] = counts.get(m, 0) + 1
+  if len(counts) <= 1:
+    return next(iter(counts), here)
+  return "; ".join(f"{m} ({n} cell{'s' if n != 1 else ''})"
+                   for m, n in counts.items())
+
+
+def _same_config(a, b) -> bool:
+  canon = lambda c: json.dumps(c, sort_keys=True, default=str)
+  return canon(a) == canon(b)
+
+
+def _reuse_committed(records, table_json) -> int:
+  """Marks pending records done from a table's JSON where the run id and the
+  config match exactly; returns how many were taken."""
+  doc = _load_json(table_json)
+  if not doc:
+    return 0
+  prior = {r.get("run_id"): r for r in doc.get("runs", [])
+           if r.get("status") == "done" and r.get("metrics")}
+  n = 0
+  for rec in records:
+    old = prior.get(rec["run_id"])
+    if (rec["status"] != "done" and old is not None
+        and _same_config(old.get("config"), rec["config"])):
+      rec.update(status="done", metrics=old["metrics"],
+                 machine=old.get("machine") or
+                 (doc.get("header") or {}).get("machine"))
+      n += 1
+  return n
 
 
 def _cell_of(spec, rec):
@@ -310,6 +359,10 @@ def define_flags():
                      "many seconds.")
   flags.DEFINE_bool("report_only", False, "Run nothing; rebuild the tables "
                     "from the run folders.")
+  flags.DEFINE_bool("reuse_table", True, "Take finished cells whose run "
+                    "folder is missing from the table already in --out_dir "
+                    "when their config is identical (resume a committed grid "
+                    "on another machine); --noreuse_table reruns them.")
   flags.DEFINE_bool("isolate", None, "Run each cell in its own process "
                     "(default: yes except at --scale=smoke).")
   flags.mark_flags_as_required(["experiment", "workdir"])
@@ -339,7 +392,8 @@ def main(argv):
     cmd = command_line(name, f.scale, f.seeds, f.workdir, f.out_dir)
     run_grid(name, f.scale, workdir=f.workdir, seeds=f.seeds,
              out_dir=f.out_dir, max_cells=f.max_cells, time_budget_s=budget,
-             report_only=f.report_only, command=cmd, isolate=f.isolate)
+             report_only=f.report_only, command=cmd, isolate=f.isolate,
+             reuse_table=f.reuse_table)
 
 
 if __name__ == "__main__":
