@@ -137,6 +137,29 @@ def test_merge_replaces_only_remeasured_sections_and_redoes_targets():
     bm.merge(old, _result("q", {}, mode="quick"))
 
 
+def test_merge_across_machines_names_each_runs_cpu():
+  tfl = {"rows": [{"sparsity": 0.95, "quantize": "none", "size_ratio": 0.1}]}
+  old = _result("full", {"tflite": tfl})
+  old["machine"]["cpu_model"] = "Intel A"
+  new = _result("sal", {"saliency": {"rows": []}})
+  new["machine"]["cpu_model"] = "AMD B"
+  out = bm.merge(old, new)
+  assert [r["cpu_model"] for r in out["runs"]] == ["Intel A", "AMD B"]
+  full = dict(cpu_model="AMD B", usable_cores=2, logical_cores=2,
+              memory_gib=1, gpus=[], versions={}, loadavg_start=[0, 0, 0],
+              loadavg_end=[0, 0, 0], loadavg_peak=0.0)
+  md = bm.to_markdown(dict(out, machine=dict(out["machine"], **full)))
+  assert "runs of the same tool on different machines" in md
+  assert "- `full` (t-full, 10 s, Intel A): tflite" in md
+  assert "- `sal` (t-sal, 10 s, AMD B): saliency" in md
+  # Re-measuring on the first machine again: one machine, said so.
+  back = _result("sal2", {"saliency": {"rows": []}})
+  back["machine"]["cpu_model"] = "Intel A"
+  md = bm.to_markdown(dict(bm.merge(out, back), machine=dict(
+      out["machine"], **dict(full, cpu_model="Intel A"))))
+  assert "runs of the same tool on the same machine" in md
+
+
 def test_run_rejects_unknown_section_and_method():
   s = bm.Settings.quick_preset()
   with pytest.raises(ValueError, match=r"Unknown section\(s\) \['gpu'\]"):

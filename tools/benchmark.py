@@ -862,9 +862,13 @@ def _stat(s, digits=3):
 def to_markdown(res: Dict[str, Any]) -> str:
   """The human summary: machine, targets, then one table per section."""
   m = res["machine"]
+  cpus = {r.get("cpu_model") or m["cpu_model"] for r in res.get("runs") or []}
   if res.get("runs"):
+    where = ("on the same machine" if len(cpus) == 1 else
+             "on different machines (each run's CPU below; a ratio is only "
+             "ever taken within one run)")
     head = (f"Mode: **{res['mode']}**. Sections measured by "
-            f"{len(res['runs'])} runs of the same tool on the same machine:")
+            f"{len(res['runs'])} runs of the same tool {where}:")
   else:
     head = (f"Mode: **{res['mode']}**. Generated {res['started_utc']} in "
             f"{res['wall_s']:.0f} s by `{res['command']}`.")
@@ -872,8 +876,9 @@ def to_markdown(res: Dict[str, Any]) -> str:
     head += " **Partial: the run was still going or was interrupted.**"
   lines = ["# sbp_tf benchmark", "", head, ""]
   for r in res.get("runs") or []:
+    cpu = f", {r['cpu_model']}" if len(cpus) > 1 and r.get("cpu_model") else ""
     lines.append(f"- `{r['command']}` ({r['started_utc']}, {r['wall_s']:.0f}"
-                 f" s{', machine shared' if r.get('shared') else ''}): "
+                 f" s{cpu}{', machine shared' if r.get('shared') else ''}): "
                  + ", ".join(r["sections"]))
   if res.get("runs"):
     lines.append("")
@@ -882,6 +887,8 @@ def to_markdown(res: Dict[str, Any]) -> str:
       "ratio is taken against its reference measured in the same run "
       "(paired, interleaved rounds where marked).", "",
       "## Machine", "",
+      *(["Of the newest run; the CPU of each run is listed above.", ""]
+        if len(cpus) > 1 else []),
       f"- CPU: {m['cpu_model']}, {m['usable_cores']} usable cores "
       f"({m['logical_cores']} logical), {m['memory_gib']} GiB RAM; GPUs: "
       f"{', '.join(m['gpus']) or 'none'}",
@@ -1095,13 +1102,17 @@ def merge(old: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Any]:
       "command": old["command"], "started_utc": old["started_utc"],
       "wall_s": old["wall_s"], "shared": old["machine"].get("shared"),
       "other_cpu_cores": old["machine"].get("other_cpu_cores"),
+      "cpu_model": old["machine"].get("cpu_model"),
       "sections": list(old["sections"])}]]
+  for r in runs:  # results merged before runs recorded their CPU
+    r.setdefault("cpu_model", old["machine"].get("cpu_model"))
   for r in runs:  # a re-measured section now belongs to the new run
     r["sections"] = [x for x in r["sections"] if x not in new["sections"]]
   runs = [r for r in runs if r["sections"]]
   runs.append({"command": new["command"], "started_utc": new["started_utc"],
                "wall_s": new["wall_s"], "shared": new["machine"].get("shared"),
                "other_cpu_cores": new["machine"].get("other_cpu_cores"),
+               "cpu_model": new["machine"].get("cpu_model"),
                "sections": list(new["sections"])})
   out = dict(old, sections=dict(old["sections"], **new["sections"]),
              runs=runs, partial=bool(new.get("partial")))
