@@ -85,6 +85,31 @@ def test_deterministic_and_state_restored():
   np.testing.assert_array_equal(m1.get_layer("d1").bias.numpy(), bias_before)
 
 
+def test_snapshot_is_independent_of_later_writes():
+  from sbp_tf.pruning import state  # pylint: disable=g-import-not-at-top
+  m = _cnn()
+  x, y = _data()
+  before = [w.copy() for w in m.get_weights()]
+  snap = state.snapshot(m)
+  # Writes to the variables of every kind must not reach the snapshot ...
+  m.compile(keras.optimizers.SGD(0.5), keras.losses.SparseCategoricalCrossentropy(
+      from_logits=True))
+  m.train_on_batch(x, y)  # in-place optimizer updates, BN statistics
+  k = m.get_layer("c1").kernel
+  k.assign_add(tf.ones_like(k))
+  m.get_layer("d1").bias.assign(tf.fill(m.get_layer("d1").bias.shape, 7.0))
+  assert not np.array_equal(m.get_weights()[0], before[0])
+  for (_, value), b in zip(snap[:len(before)], before):
+    np.testing.assert_array_equal(value, b)
+  # ... nor writes to the snapshot reach the variables.
+  snap[0][1][...] = 3.0
+  assert not np.any(k.numpy() == 3.0)
+  snap[0] = (snap[0][0], before[0])
+  state.restore(snap)
+  for a, b in zip(m.get_weights(), before):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_iterative_rounds_follow_exponential_schedule():
   assert pruning.exponential_schedule(0.01, 2) == pytest.approx([0.1, 0.01])
   m = _cnn()

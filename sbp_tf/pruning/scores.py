@@ -136,8 +136,12 @@ class SensitivityBased(Method):
   needs_data = True
 
   def score(self, ctx):
-    w, g = ctx.weights(), ctx.gradients()
-    return {k: np.abs(w[k] * g[k]) for k in w}
+    g = ctx.gradients()  # fresh float64 arrays: score in place, no copies
+    for t in ctx.targets:
+      s = g[t.key]
+      np.multiply(s, t.variable.numpy(), out=s)  # float32 W exact in float64
+      np.abs(s, out=s)
+    return g
 
 
 @register_method("magnitude", "mbp")
