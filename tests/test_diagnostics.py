@@ -144,3 +144,45 @@ def test_selection_and_critical_sparsity_match_a_full_stable_sort(kind):
       r = int(rank[start:start + size].min())
       assert crit.per_layer[f"l{i}/kernel"] == pytest.approx(1 - (r + 1) / n)
       start += size
+
+
+@pytest.mark.parametrize("kind", ["ties", "normal", "dead", "mixed"])
+def test_sampled_threshold_gives_the_stable_sort_masks(kind, monkeypatch):
+  # Large pools find the k-th largest from a sampled bracket; shrink the
+  # sample so small pools take that path too, and check both of its
+  # outcomes (bracket holds it / falls back to a full partition).
+  from sbp_tf.pruning import threshold  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(threshold, "_SAMPLE", 4)
+  outcomes = []
+  real = threshold._kth_largest_by_sample
+
+  def spy(*a):
+    t = real(*a)
+    outcomes.append(t is not None)
+    return t
+  monkeypatch.setattr(threshold, "_kth_largest_by_sample", spy)
+  rng = np.random.default_rng({"ties": 4, "normal": 5, "dead": 6,
+                               "mixed": 7}[kind])
+  for _ in range(40):
+    sizes = [int(n) for n in rng.integers(5, 40, rng.integers(1, 5))]
+    n = sum(sizes)
+    if kind == "ties":
+      cat = rng.integers(0, 4, n).astype(np.float64)
+    elif kind == "dead":
+      cat = np.where(rng.random(n) < 0.5, -np.inf, rng.normal(size=n))
+    else:
+      cat = rng.normal(size=n)
+    scores, start = {}, 0
+    for i, size in enumerate(sizes):
+      seg = cat[start:start + size]
+      if kind == "mixed" and i % 2:  # float32 layers next to float64 ones
+        seg = seg.astype(np.float32)
+        cat[start:start + size] = seg
+      scores[f"l{i}/kernel"] = seg
+      start += size
+    rank = _stable_rank(cat)
+    for k in range(n + 1):
+      got = np.concatenate([m.ravel() for m in
+                            pruning.select(scores, k / n).values()])
+      np.testing.assert_array_equal(got, (rank < k).astype(np.float32))
+  assert any(outcomes) and not all(outcomes), outcomes.count(True)

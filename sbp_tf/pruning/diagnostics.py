@@ -67,10 +67,13 @@ def connectivity(model, masks: Optional[Mapping[str, np.ndarray]] = None
                      f"{in_shape}. Fix: build the model with a full input_shape.")
 
   def kernel_fn(key, w):
+    # In the kernel's own dtype: only "> 0" of the output matters, and a
+    # float64 copy of every kernel cost ~0.1 s on ResNet-50-ImageNet.
     m = (np.asarray(masks[key]) if masks is not None and key in masks
-         else (w != 0)).astype(np.float64)
+         else (w != 0)).astype(w.dtype)
     kept = np.sum(m, axis=_fan_in_axes(key, m.ndim), keepdims=True)
-    return m / np.maximum(kept, 1.0)
+    m /= np.maximum(kept, 1)
+    return m
 
   with state.linearized(model, kernel_fn):
     out = model(tf.ones([1] + [int(d) for d in in_shape[1:]]), training=False)
@@ -88,21 +91,26 @@ class CriticalSparsity:
   bottleneck: Optional[str]
 
 
-def _best_ranks(cat: np.ndarray, sizes: List[int]) -> List[int]:
-  """0-based rank of each segment's best element in ``cat``.
+def _best_ranks(segments: List[np.ndarray]) -> List[int]:
+  """0-based rank of each segment's best element in their concatenation.
 
   Ranking is by ``(-value, index)`` (a stable descending sort). The best
   element of segment ``l`` is its maximum ``m_l`` at its first position
   ``p_l``, and ``r_l = #(cat > m_l) + #(cat[:p_l] == m_l)``. Only values
   ``>= min_l m_l`` enter either count, and in real score vectors they are a
-  few percent of all weights (ResNet-50: 1-4%), so those alone are sorted
+  few percent of all weights (ResNet-50: 1-4%), so those alone are gathered
+  (segment by segment: the full concatenation is never built) and sorted
   instead of all ``N`` (25M for ResNet-50: ~6 s for the full stable sort).
   """
+  sizes = [seg.size for seg in segments]
   starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-  first = [int(s + np.argmax(cat[s:s + n])) for s, n in zip(starts, sizes)]
-  maxima = cat[first]
-  pos = np.flatnonzero(cat >= maxima.min())  # ascending positions
-  top = cat[pos]
+  local = [int(np.argmax(seg)) for seg in segments]
+  first = [int(st + i) for st, i in zip(starts, local)]
+  maxima = np.array([seg[i] for seg, i in zip(segments, local)])
+  floor = maxima.min()
+  idx = [np.flatnonzero(seg >= floor) for seg in segments]
+  pos = np.concatenate([st + i for st, i in zip(starts, idx)])  # ascending
+  top = np.concatenate([seg[i] for seg, i in zip(segments, idx)])
   ordered = np.sort(top)
   ranks, ties = [], {}
   for m, p in zip(maxima, first):
@@ -140,13 +148,13 @@ def critical_sparsity(scores: Mapping[str, np.ndarray], keep: str = "largest",
   pool = [k for k in keys if k not in dense and sizes[k]]
   if not pool:
     return CriticalSparsity(1.0 - d / max(total, 1), {}, None)
-  sign = 1.0 if keep == "largest" else -1.0
-  cat = np.concatenate([np.asarray(scores[k]).ravel() for k in pool])
-  if cat.dtype.kind != "f":
-    cat = cat.astype(np.float64)
-  if sign < 0:
-    cat = -cat
-  ranks = _best_ranks(cat, [sizes[k] for k in pool])
+  segments = []
+  for k in pool:
+    seg = np.asarray(scores[k]).ravel()
+    if seg.dtype.kind != "f":
+      seg = seg.astype(np.float64)
+    segments.append(seg if keep == "largest" else -seg)
+  ranks = _best_ranks(segments)
   per = {k: 1.0 - (d + r + 1) / total for k, r in zip(pool, ranks)}
   worst = min(per, key=per.get)
   return CriticalSparsity(per[worst], per, worst)

@@ -31,6 +31,38 @@ def _kth_largest_inplace(values: np.ndarray, k: int) -> float:
   return values[n - k]
 
 
+_SAMPLE = 200_000  # sample size of the threshold search on large pools
+
+
+def _kth_largest_by_sample(segments, k: int, n: int):
+  """The ``k``-th largest over ``segments`` from a bracket, or None.
+
+  A strided sample of ~``_SAMPLE`` values gives ``lo <= hi`` around the
+  expected position of the k-th largest (a binomial margin of 6 standard
+  deviations). If fewer than ``k`` values exceed ``hi`` and ``[lo, hi]``
+  holds at least the ``k - #(> hi)`` values still needed, the k-th largest
+  is the ``(k - #(> hi))``-th largest inside ``[lo, hi]``: exact whatever
+  the sample, which only decides how small that bracket is. Otherwise None
+  (the caller partitions everything). Avoids concatenating and partitioning
+  all ``n`` scores (25M for ResNet-50).
+  """
+  step = max(1, n // _SAMPLE)
+  sample = np.sort(np.concatenate([seg[::step] for seg in segments]))[::-1]
+  m = sample.size
+  r = k * m / n  # expected 0-based rank of the k-th largest in the sample
+  margin = 6.0 * np.sqrt(max(r * (1.0 - r / m), 1.0)) + 16
+  hi = sample[max(int(r - margin), 0)]
+  lo = sample[min(int(r + margin), m - 1)]
+  above = sum(int(np.count_nonzero(seg > hi)) for seg in segments)
+  if above >= k:
+    return None
+  inside = np.concatenate([seg[(seg <= hi) & (seg >= lo)] for seg in segments])
+  need = k - above
+  if need > inside.size:
+    return None
+  return _kth_largest_inplace(inside, need)
+
+
 def _masks_at(segments, k: int, t) -> list:
   """0/1 masks of flat ``segments`` (in order) keeping every value ``> t``
   and the first ``k - #(> t)`` positions holding ``t`` (earlier wins)."""
@@ -54,17 +86,23 @@ def _top_segments(segments, k: int, owned: np.ndarray = None) -> list:
   linear time: the k-th largest value ``t`` comes from a partition; every
   value ``> t`` is kept, and the first ``k - #(> t)`` positions holding
   ``t`` fill the rest (a full sort of 25M scores took ~6 s on this 2-core
-  machine). ``owned``: the concatenation, if the caller made one it no
-  longer needs (partitioned in place instead of copied).
+  machine). ``t`` comes from a sampled bracket on large pools
+  (:func:`_kth_largest_by_sample`), else from partitioning ``owned``, a
+  concatenation the caller no longer needs, or a new one.
   """
   n = sum(seg.size for seg in segments)
   if k >= n:
     return [np.ones(seg.size, np.float32) for seg in segments]
   if k <= 0:
     return [np.zeros(seg.size, np.float32) for seg in segments]
-  if owned is None:
-    owned = np.concatenate(segments)
-  return _masks_at(segments, k, _kth_largest_inplace(owned, k))
+  t = None
+  if owned is None and n > 4 * _SAMPLE:
+    t = _kth_largest_by_sample(segments, k, n)
+  if t is None:
+    if owned is None:
+      owned = np.concatenate(segments)
+    t = _kth_largest_inplace(owned, k)
+  return _masks_at(segments, k, t)
 
 
 def _top(imp: np.ndarray, k: int) -> np.ndarray:
@@ -119,9 +157,7 @@ def select(importance: Mapping[str, np.ndarray], density: float,
           "layers kept dense. Fix: lower the sparsity or drop "
           "keep_first/keep_last.")
     if pool:
-      segments = [flat[k] for k in pool]
-      owned = np.concatenate(segments) if len(segments) > 1 else None
-      for k, m in zip(pool, _top_segments(segments, budget, owned)):
+      for k, m in zip(pool, _top_segments([flat[k] for k in pool], budget)):
         out[k] = m
     for k in dense:
       if k in flat:
