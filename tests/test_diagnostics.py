@@ -114,30 +114,55 @@ def _stable_rank(cat):
   return rank
 
 
+def _random_pool(rng, kind, size_range, dtype):
+  """1-4 layer sizes in ``size_range`` and their concatenated scores:
+  'ties' (few levels), 'dead' (half -inf, as iterative pruning ranks dead
+  weights, the rest tied), else normal."""
+  sizes = [int(n) for n in rng.integers(*size_range, rng.integers(1, 5))]
+  n = sum(sizes)
+  if kind == "ties":
+    cat = rng.integers(0, 3, n)
+  elif kind == "dead":
+    cat = np.where(rng.random(n) < 0.5, -np.inf, rng.integers(0, 2, n))
+  else:
+    cat = rng.normal(size=n)
+  return sizes, cat.astype(dtype)
+
+
+def _layers(cat, sizes, float32_odd=False):
+  """Per-layer score dict over consecutive slices of ``cat``; with
+  ``float32_odd`` every other layer is float32 (``cat`` rounded to match)."""
+  scores, start = {}, 0
+  for i, size in enumerate(sizes):
+    seg = cat[start:start + size]
+    if float32_odd and i % 2:
+      seg = seg.astype(np.float32)
+      cat[start:start + size] = seg
+    scores[f"l{i}/kernel"] = seg
+    start += size
+  return scores
+
+
+def _check_select_matches_stable_sort(scores, cat):
+  rank = _stable_rank(cat)
+  n = cat.size
+  for k in range(n + 1):
+    got = np.concatenate([m.ravel() for m in
+                          pruning.select(scores, k / n).values()])
+    np.testing.assert_array_equal(got, (rank < k).astype(np.float32))
+  return rank
+
+
 @pytest.mark.parametrize("kind", ["ties", "normal", "dead"])
 def test_selection_and_critical_sparsity_match_a_full_stable_sort(kind):
   # The linear-time top-k and the filtered critical-sparsity count must give
   # what ranking every weight by a stable sort gives, ties included.
   rng = np.random.default_rng({"ties": 1, "normal": 2, "dead": 3}[kind])
   for _ in range(300):
-    sizes = [int(n) for n in rng.integers(1, 7, rng.integers(1, 5))]
-    n = sum(sizes)
-    if kind == "ties":
-      cat = rng.integers(0, 3, n).astype(np.float32)
-    elif kind == "normal":
-      cat = rng.normal(size=n).astype(np.float32)
-    else:  # dead weights of iterative pruning rank last at -inf
-      cat = np.where(rng.random(n) < 0.5, -np.inf,
-                     rng.integers(0, 2, n).astype(np.float32))
-    scores, start = {}, 0
-    for i, size in enumerate(sizes):
-      scores[f"l{i}/kernel"] = cat[start:start + size]
-      start += size
-    rank = _stable_rank(cat)
-    for k in range(n + 1):
-      got = np.concatenate([m.ravel() for m in
-                            pruning.select(scores, k / n).values()])
-      np.testing.assert_array_equal(got, (rank < k).astype(np.float32))
+    sizes, cat = _random_pool(rng, kind, (1, 7), np.float32)
+    n = cat.size
+    scores = _layers(cat, sizes)
+    rank = _check_select_matches_stable_sort(scores, cat)
     crit = pruning.critical_sparsity(scores)
     start = 0
     for i, size in enumerate(sizes):
@@ -164,25 +189,7 @@ def test_sampled_threshold_gives_the_stable_sort_masks(kind, monkeypatch):
   rng = np.random.default_rng({"ties": 4, "normal": 5, "dead": 6,
                                "mixed": 7}[kind])
   for _ in range(40):
-    sizes = [int(n) for n in rng.integers(5, 40, rng.integers(1, 5))]
-    n = sum(sizes)
-    if kind == "ties":
-      cat = rng.integers(0, 4, n).astype(np.float64)
-    elif kind == "dead":
-      cat = np.where(rng.random(n) < 0.5, -np.inf, rng.normal(size=n))
-    else:
-      cat = rng.normal(size=n)
-    scores, start = {}, 0
-    for i, size in enumerate(sizes):
-      seg = cat[start:start + size]
-      if kind == "mixed" and i % 2:  # float32 layers next to float64 ones
-        seg = seg.astype(np.float32)
-        cat[start:start + size] = seg
-      scores[f"l{i}/kernel"] = seg
-      start += size
-    rank = _stable_rank(cat)
-    for k in range(n + 1):
-      got = np.concatenate([m.ravel() for m in
-                            pruning.select(scores, k / n).values()])
-      np.testing.assert_array_equal(got, (rank < k).astype(np.float32))
+    sizes, cat = _random_pool(rng, kind, (5, 40), np.float64)
+    scores = _layers(cat, sizes, float32_odd=kind == "mixed")
+    _check_select_matches_stable_sort(scores, cat)
   assert any(outcomes) and not all(outcomes), outcomes.count(True)
