@@ -1102,9 +1102,8 @@ def merge(old: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Any]:
       "command": old["command"], "started_utc": old["started_utc"],
       "wall_s": old["wall_s"], "shared": old["machine"].get("shared"),
       "other_cpu_cores": old["machine"].get("other_cpu_cores"),
-      "cpu_model": old["machine"].get("cpu_model"),
       "sections": list(old["sections"])}]]
-  for r in runs:  # results merged before runs recorded their CPU
+  for r in runs:  # also results merged before runs recorded their CPU
     r.setdefault("cpu_model", old["machine"].get("cpu_model"))
   for r in runs:  # a re-measured section now belongs to the new run
     r["sections"] = [x for x in r["sections"] if x not in new["sections"]]

@@ -31,6 +31,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from sbp_tf import _env  # noqa: F401,E402  (Keras 2 before TensorFlow)
 
+import collections  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import shlex  # noqa: E402
@@ -285,10 +286,7 @@ def run_grid(experiment: str, scale: str, *, workdir, seeds=None,
 def _machines(done, here) -> str:
   """The machine line: one machine, or each machine with its cell count when
   cells taken from a committed table ran elsewhere."""
-  counts: Dict[str, int] = {}
-  for r in done:
-    m = r.get("machine") or here
-    counts[m] = counts.get(m, 0) + 1
+  counts = collections.Counter(r.get("machine") or here for r in done)
   if len(counts) <= 1:
     return next(iter(counts), here)
   return "; ".join(f"{m} ({n} cell{'s' if n != 1 else ''})"

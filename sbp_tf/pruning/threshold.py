@@ -24,8 +24,8 @@ def kept_count(n: int, density: float) -> int:
 
 def _kth_largest_inplace(values: np.ndarray, k: int) -> float:
   """The ``k``-th largest of ``values`` (``1 <= k < n``), partitioning
-  ``values`` in place: callers pass an array they own, which saves a copy
-  of every score (200 MB for ResNet-50's 25M float64 scores)."""
+  ``values`` in place: callers pass an array they own (a concatenation or
+  a bracket), so no further copy is made."""
   n = values.size
   values.partition(n - k)
   return values[n - k]
@@ -79,29 +79,24 @@ def _masks_at(segments, k: int, t) -> list:
   return out
 
 
-def _top_segments(segments, k: int, owned: np.ndarray = None) -> list:
+def _top_segments(segments, k: int) -> list:
   """Masks keeping the ``k`` largest over the concatenation of ``segments``.
 
   Same masks as ranking by a stable argsort of ``-concat(segments)``, in
-  linear time: the k-th largest value ``t`` comes from a partition; every
-  value ``> t`` is kept, and the first ``k - #(> t)`` positions holding
-  ``t`` fill the rest (a full sort of 25M scores took ~6 s on this 2-core
-  machine). ``t`` comes from a sampled bracket on large pools
-  (:func:`_kth_largest_by_sample`), else from partitioning ``owned``, a
-  concatenation the caller no longer needs, or a new one.
+  linear time: ``t``, the k-th largest value, comes from a sampled bracket
+  on large pools (:func:`_kth_largest_by_sample`), else from partitioning
+  the concatenation; every value ``> t`` is kept, and the first
+  ``k - #(> t)`` positions holding ``t`` fill the rest (a full sort of 25M
+  scores took ~6 s on this 2-core machine).
   """
   n = sum(seg.size for seg in segments)
   if k >= n:
     return [np.ones(seg.size, np.float32) for seg in segments]
   if k <= 0:
     return [np.zeros(seg.size, np.float32) for seg in segments]
-  t = None
-  if owned is None and n > 4 * _SAMPLE:
-    t = _kth_largest_by_sample(segments, k, n)
+  t = _kth_largest_by_sample(segments, k, n) if n > 4 * _SAMPLE else None
   if t is None:
-    if owned is None:
-      owned = np.concatenate(segments)
-    t = _kth_largest_inplace(owned, k)
+    t = _kth_largest_inplace(np.concatenate(segments), k)
   return _masks_at(segments, k, t)
 
 
