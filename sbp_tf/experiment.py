@@ -132,6 +132,42 @@ def _call_prune(model, config, data, strategy):
   return pruning.prune(model, p.method, p.sparsity, data=data, **kwargs)
 
 
+def at_init_diagnostics(result) -> Dict[str, Any]:
+  """The pruned network's state at init, before any training step.
+
+  ``fully_pruned_layers``: layers whose kernel keeps no weight;
+  ``connected`` / ``reachable_fraction``: whether (and for which fraction
+  of outputs) a path of kept weights links the input to the output
+  (``pruning.diagnostics.connectivity``); ``kept_weights`` / ``total_weights``
+  over the prunable kernels; ``critical_sparsity``: the largest sparsity at
+  which this score keeps every layer alive.
+  """
+  d = result.diagnostics
+  return dict(
+      fully_pruned_layers=len(d["collapsed"]),
+      collapsed=list(d["collapsed"]),
+      connected=d["connected"],
+      reachable_fraction=d["reachable_fraction"],
+      kept_weights=int(result.masks.kept()),
+      total_weights=int(result.masks.size()),
+      critical_sparsity=float(d["critical_sparsity"]))
+
+
+def best_epoch_accuracy(rows) -> Dict[str, Any]:
+  """``max_e val_accuracy_e`` over the per-epoch rows, with its epoch.
+
+  The validation set of these runs is the test split, so this is the
+  best-epoch test accuracy (what the paper's authors' code reports), not a
+  held-out model selection. Empty when no epoch was validated.
+  """
+  vals = [(r.get("val_accuracy"), i + 1) for i, r in enumerate(rows or [])
+          if r.get("val_accuracy") is not None]
+  if not vals:
+    return {}
+  best, epoch = max(vals, key=lambda t: (t[0], -t[1]))
+  return dict(best_test_accuracy=float(best), best_epoch=int(epoch))
+
+
 def _measured_sparsity(variables) -> float:
   zeros = sum(int(np.sum(v.numpy() == 0)) for v in variables)
   total = sum(int(np.prod(v.shape)) for v in variables)
@@ -227,6 +263,8 @@ def run(config, workdir, *, strategy=None, overwrite: bool = False
            f"{1 - masks.density():.4f} in {time.time() - t0:.1f} s")
       masks.save(str(masks_path))
       report_lib.write_reports(masks, wd.path, "prune_report")
+      wd_lib.write_json(wd / "prune_diagnostics.json",
+                        at_init_diagnostics(result))
 
     with strategy.scope():
       wrapped = sbp_tfmot.wrap(model, masks)
@@ -295,6 +333,11 @@ def run(config, workdir, *, strategy=None, overwrite: bool = False
     rows = wd.metrics()
     if rows:
       metrics["train_accuracy"] = rows[-1].get("accuracy")
+    metrics.update(best_epoch_accuracy(rows))
+    diag_path = wd / "prune_diagnostics.json"
+    if diag_path.exists():
+      import json  # pylint: disable=g-import-not-at-top
+      metrics["at_init"] = json.loads(diag_path.read_text())
     wrapped.save(str(wd / "model_wrapped.keras"))
     stripped.save(str(wd / "model.keras"))
     if cfg.export_tflite:
