@@ -553,7 +553,7 @@ _EXTREME = dict(
     smoke=dict(limit_train=64, limit_test=32, epochs=2, batch_size=32,
                lr=0.1, width_multiplier=0.125, resnet_depth=8,
                sparsities=(0.995, 0.999)),
-    cpu=dict(limit_train=8000, limit_test=2000, epochs=3, batch_size=128,
+    cpu=dict(limit_train=8000, limit_test=2000, epochs=2, batch_size=128,
              lr=0.1, width_multiplier=None, resnet_depth=None,
              sparsities=(0.995, 0.999)),
     gpu=dict(limit_train=None, limit_test=None, epochs=10, batch_size=128,
