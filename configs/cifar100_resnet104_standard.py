@@ -5,4 +5,4 @@ from sbp_tf.config import experiment
 
 def get_config():
   return experiment("cifar100", "resnet104", method="sbp", sparsity=0.9,
-                    stable=False)
+                    stable=False, batch_norm=True)

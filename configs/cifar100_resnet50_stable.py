@@ -1,8 +1,12 @@
-"""Table 1: SBP-SR (Stable ResNet50 + rescaling), CIFAR100."""
+"""Table 1: SBP-SR (SBP on the Stable ResNet50, no rescaling), CIFAR100.
+
+Batch norm on (the zoo default); --config.model.options.batch_norm=False
+for the BN-free network, --config.prune.rescale=True for the rescaling
+ablation (not part of SBP-SR).
+"""
 
 from sbp_tf.config import experiment
 
 
 def get_config():
-  return experiment("cifar100", "resnet50", method="sbp", sparsity=0.9,
-                    rescale=True, stable=True)
+  return experiment("cifar100", "resnet50", method="sbp", sparsity=0.9, stable=True, batch_norm=True)

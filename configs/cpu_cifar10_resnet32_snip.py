@@ -8,7 +8,7 @@ from sbp_tf.config import experiment
 
 def get_config():
   c = experiment("cifar10", "resnet32", method="snip", sparsity=0.9,
-                 stable=False, width_multiplier=0.25)
+                 stable=False, batch_norm=True, width_multiplier=0.25)
   c.dataset.limit_train = 10000
   c.dataset.limit_test = 2000
   c.train.epochs = 4

@@ -38,10 +38,21 @@ def test_every_config_file_loads_and_validates():
 def test_stable_config_is_sbp_sr_and_standard_is_snip():
   stable = sbp_config.load_file(REPO / "configs/cifar10_resnet50_stable.py")
   standard = sbp_config.load_file(REPO / "configs/cifar10_resnet50_standard.py")
-  assert stable.model.options.stable and stable.prune.rescale
+  assert stable.model.options.stable and not stable.prune.rescale
   assert not standard.model.options.stable and not standard.prune.rescale
-  assert sbp_config.diff(stable, standard) == ["model.options.stable",
-                                               "prune.rescale"]
+  # SBP-SR differs from SNIP by the architecture alone (the paper's).
+  assert sbp_config.diff(stable, standard) == ["model.options.stable"]
+
+
+def test_no_sbp_sr_config_enables_rescaling_and_resnets_state_batch_norm():
+  resnets = [p for p in sorted((REPO / "configs").glob("*.py"))
+             if "resnet" in p.name]
+  assert len(resnets) >= 20
+  for path in resnets:
+    c = sbp_config.load_file(path)
+    assert c.model.options.batch_norm in (True, False), path.name
+    if c.model.options.stable:
+      assert c.prune.method == "sbp" and not c.prune.rescale, path.name
 
 
 @pytest.mark.parametrize("field,value,match", [

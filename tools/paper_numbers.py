@@ -89,9 +89,11 @@ def lookup(experiment: str, row: str, col: str) -> Optional[str]:
       return None
     return _cell("table9", ("ResNet32", parts[0], _METHOD[parts[1]]), col)
   if experiment == "extreme":
-    if len(parts) != 2 or parts[1] not in _METHOD:
+    # '<BN> / <method>' (ResNet32) or '<model> / <BN> / <method>'.
+    if len(parts) not in (2, 3) or parts[-1] not in _METHOD:
       return None
-    return _cell("table1", ("ResNet32", _METHOD[parts[1]]), col)
+    model = parts[0] if len(parts) == 3 else "ResNet32"
+    return _cell("table1", (model, _METHOD[parts[-1]]), col)
   return None  # collapse: the paper prints no numbers for it
 
 

@@ -170,8 +170,8 @@ def run_grid(experiment: str, scale: str, *, workdir, seeds=None,
   """Runs (or resumes) experiment ``experiment`` at ``scale``; writes tables.
 
   Args:
-    experiment: '1'..'6' or its name (see ``reproduce_experiments``).
-    scale: 'smoke', 'cpu' or 'paper'.
+    experiment: '1'..'7' or its name (see ``reproduce_experiments``).
+    scale: 'smoke', 'cpu', 'gpu' (extreme only) or 'paper'.
     workdir: root of the run folders (one per cell:
       ``<workdir>/<experiment>/<scale>/<row>/<col>/seed<k>``).
     seeds: None (scale default), a count or a comma list.

@@ -59,16 +59,16 @@ TITLES = {
 # SynFlow's iterative schedule per scale (the paper's baseline: 100 rounds).
 SYNFLOW_ROUNDS = {"smoke": 2, "cpu": 20, "paper": 100}
 # Seeds per scale when --seeds is not given.
-DEFAULT_SEEDS = {"smoke": 1, "cpu": 2, "gpu": 3, "paper": 3}
+DEFAULT_SEEDS = {"smoke": 1, "cpu": 2, "gpu": 1, "paper": 3}
 
 
 def resolve_name(name: str) -> str:
-  """'1'..'6' or a name -> the canonical experiment name ('table1', ...)."""
+  """'1'..'7' or a name -> the canonical experiment name ('table1', ...)."""
   key = str(name).strip().lower()
   key = ALIASES.get(key, key)
   if key not in ORDER:
     raise ValueError(
-        f"unknown experiment {name!r}. Fix: pass a number 1-6 or one of "
+        f"unknown experiment {name!r}. Fix: pass a number 1-{len(ORDER)} or one of "
         f"{', '.join(ORDER)} (see tools/reproduce.py --helpfull).")
   return key
 
@@ -546,35 +546,55 @@ _EXTREME_ROWS = {
     f"{bn_label} / {algo}": (bn, algo)
     for bn_label, bn in (("BN", True), ("no BN", False))
     for algo in _RESNET_ALGOS}
-# limit_train x epochs sized from a measured step time so that 3 seeds x 8
-# cells fit a background budget (see docs/reproduce.md); validated every epoch
-# on the test split for the best-epoch column.
+# The batch-norm setting of the decisive GPU cells: the one under which the
+# cpu-scale study (docs/results/extreme_cpu.md) separates SBP-SR from SNIP.
+GPU_BATCH_NORM = True
+# limit_train x epochs of the cpu scale are sized from a measured step time
+# so that 3 seeds x 8 cells fit a background budget of about two hours on 2
+# cores; the gpu scale so that its 8 cells fit 10 minutes on one H200 (an
+# estimate: no GPU has run it yet). Every epoch is validated on the test
+# split for the best-epoch column.
 _EXTREME = dict(
     smoke=dict(limit_train=64, limit_test=32, epochs=2, batch_size=32,
                lr=0.1, width_multiplier=0.125, resnet_depth=8,
-               sparsities=(0.995, 0.999)),
+               sparsities=(0.995, 0.999), models=("resnet32",)),
     cpu=dict(limit_train=8000, limit_test=2000, epochs=2, batch_size=128,
              lr=0.1, width_multiplier=None, resnet_depth=None,
-             sparsities=(0.995, 0.999)),
-    gpu=dict(limit_train=None, limit_test=None, epochs=10, batch_size=128,
+             sparsities=(0.995, 0.999), models=("resnet32",)),
+    gpu=dict(limit_train=None, limit_test=None, epochs=3, batch_size=128,
              lr=0.1, width_multiplier=None, resnet_depth=None,
-             sparsities=(0.995, 0.999)),
+             sparsities=(0.995, 0.999), models=("resnet32", "resnet104")),
     paper=dict(limit_train=None, limit_test=None, epochs=160, batch_size=128,
                lr=0.1, width_multiplier=None, resnet_depth=None,
-               sparsities=(0.995, 0.999)),
+               sparsities=(0.995, 0.999),
+               models=("resnet32", "resnet50", "resnet104")),
 )
+
+
+def _extreme_rows(scale):
+  """Row label -> (model, batch_norm, algo label)."""
+  s = _EXTREME[scale]
+  rows = {}
+  for m in s["models"]:
+    for label, (bn, algo) in _EXTREME_ROWS.items():
+      if scale == "gpu" and bn != GPU_BATCH_NORM:
+        continue
+      key = label if len(s["models"]) == 1 else f"{_NAMES[m]} / {label}"
+      rows[key] = (m, bn, algo)
+  return rows
 
 
 def _extreme(scale, seeds):
   s = _EXTREME[scale]
-  rows = list(_EXTREME_ROWS)
+  table = _extreme_rows(scale)
+  rows = list(table)
   cols = [_pct(x) for x in s["sparsities"]]
   spars = dict(zip(cols, s["sparsities"]))
 
   def make(row, col, seed):
-    bn, algo = _EXTREME_ROWS[row]
+    m, bn, algo = table[row]
     method, stable, rescale = _RESNET_ALGOS[algo]
-    model, opts = _resnet("resnet32", scale, s)
+    model, opts = _resnet(m, scale, s)
     cfg = _base_config("cifar10", model, scale, s, seed, method=method,
                        sparsity=spars[col], rescale=rescale, stable=stable,
                        batch_norm=bn, **opts)
@@ -585,14 +605,22 @@ def _extreme(scale, seeds):
   if scale == "paper":
     shortcuts = _shortcuts_cifar("paper", s)
   else:
-    shortcuts = [x for x in _shortcuts_cifar("cpu" if scale == "gpu"
-                                             else scale, s)
-                 if not x.startswith("schedule")]
+    shortcuts = [x for x in _shortcuts_cifar(
+        "cpu" if scale == "gpu" else scale, s)
+                 if not x.startswith(("schedule", "training set"))]
+    data = (f"training set: first {s['limit_train']} of 50,000 images; test "
+            f"set: first {s['limit_test']} of 10,000" if s["limit_train"]
+            else "training set: all 50,000 images; test set: all 10,000")
+    shortcuts.insert(len(shortcuts) - 1, data)
     shortcuts.insert(len(shortcuts) - 1,
                      f"schedule: {s['epochs']} epoch(s) instead of 160 (lr "
                      f"{s['lr']} decayed x0.1 at 50%/75% of the shortened "
                      f"run), batch {s['batch_size']}, test accuracy after "
                      "every epoch")
+  if scale == "gpu":
+    shortcuts.append(f"batch norm {'on' if GPU_BATCH_NORM else 'off'} only "
+                     "(the setting the cpu-scale study found decisive); "
+                     "ResNet32 and ResNet104")
   shortcuts.append("SBP-SR = SBP on the Stable ResNet without rescaling; "
                    "SNIP = SBP on the standard ResNet; batch norm per row")
   shortcuts.append("'best' = the best test accuracy over epochs (what the "
@@ -611,7 +639,7 @@ def build(name: str, scale: str, seeds=None) -> Spec:
   """The cells of experiment ``name`` at ``scale`` for the given seeds.
 
   Args:
-    name: '1'..'6' or table1, table2, table4, table5, table9, collapse.
+    name: '1'..'7' or table1, table2, table4, table5, table9, collapse, extreme.
     scale: smoke (seconds, for tests), cpu (real data, shortened, within
       about an hour on 2 cores), paper (the published setting).
     seeds: None (scale default), a count, or a comma list '0,3'.

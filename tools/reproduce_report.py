@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from tools import paper_numbers
+from tools import reproduce_stats
 
 
 def machine() -> str:
@@ -86,8 +87,108 @@ def aggregate(spec, records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
               [p.get("sparsity") for p in per])["mean"]
       else:
         entry.update(mean_std([r["metrics"].get(spec.metric) for r in mine]))
+        entry["values"] = [r["metrics"].get(spec.metric) for r in mine]
+        best = [r["metrics"].get("best_test_accuracy") for r in mine]
+        if any(b is not None for b in best):
+          entry["best"] = mean_std(best)
+          entry["best_values"] = best
+        init = [r["metrics"].get("at_init") for r in mine]
+        init = [d for d in init if d]
+        if init:
+          entry["at_init"] = dict(
+              fully_pruned_layers=mean_std(
+                  [d["fully_pruned_layers"] for d in init]),
+              connected=sum(bool(d["connected"]) for d in init) / len(init),
+              reachable_fraction=mean_std(
+                  [d["reachable_fraction"] for d in init]),
+              kept_weights=mean_std([d["kept_weights"] for d in init]),
+              total_weights=init[0]["total_weights"])
       out.append(entry)
   return out
+
+
+def _pm(ms, scale=100.0, digits=2) -> str:
+  if not ms or not ms["n"]:
+    return "-"
+  txt = f"{scale * ms['mean']:.{digits}f}"
+  return txt + (f" ± {scale * ms['std']:.{digits}f}" if ms["n"] > 1 else "")
+
+
+def comparisons(spec, cells) -> List[Dict[str, Any]]:
+  """SBP-SR vs SNIP per (group, column) for the extreme study.
+
+  Rows are ``'<group> / SNIP (standard)'`` and ``'<group> / SBP-SR
+  (stable)'``; each comparison holds Welch's test of ``SBP-SR - SNIP`` on
+  the final and on the best-epoch test accuracy (see tools/reproduce_stats).
+  """
+  by = {(c["row"], c["col"]): c for c in cells}
+  groups = []
+  for row in spec.rows:
+    g = row.rsplit(" / ", 1)[0]
+    if g not in groups:
+      groups.append(g)
+  out = []
+  for g in groups:
+    snip, sbp = f"{g} / SNIP (standard)", f"{g} / SBP-SR (stable)"
+    for col in spec.cols:
+      a, b = by.get((sbp, col)), by.get((snip, col))
+      if not a or not b:
+        continue
+      out.append(dict(
+          group=g, col=col,
+          final=reproduce_stats.welch(a.get("values", []),
+                                      b.get("values", [])),
+          best=reproduce_stats.welch(a.get("best_values", []),
+                                     b.get("best_values", []))))
+  return out
+
+
+def _verdict(w) -> str:
+  if w is None:
+    return "fewer than 2 seeds"
+  pts = 100 * w["diff"]
+  sig = w["p"] < 0.05
+  if not sig:
+    return f"no significant difference ({pts:+.2f} points, p = {w['p']:.2g})"
+  who = "SBP-SR above SNIP" if pts > 0 else "SNIP above SBP-SR"
+  return f"{who} by {abs(pts):.2f} points (t = {w['t']:.2f}, p = {w['p']:.2g})"
+
+
+def _extreme_lines(spec, cells) -> List[str]:
+  lines = ["Test accuracy in %, mean ± sample std over seeds. 'final' = after "
+           "the last epoch; 'best' = the best test accuracy over epochs (what "
+           "the authors' code reports). 'paper' = Table 1 (ResNet32; the paper "
+           "does not say whether batch norm was used). At init (before any "
+           "training): fully pruned layers (mean), connected = share of seeds "
+           "whose masked network links input to output, reachable = mean "
+           "fraction of outputs reached, kept = kept / prunable weights.", ""]
+  lines.append("| row | sparsity | final | best | paper | fully pruned "
+               "layers | connected | reachable | kept | n |")
+  lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+  by = {(c["row"], c["col"]): c for c in cells}
+  for row in spec.rows:
+    for col in spec.cols:
+      e = by[(row, col)]
+      ai = e.get("at_init") or {}
+      kept = ai.get("kept_weights")
+      lines.append(
+          f"| {row} | {col} | {_pm(e if e['n'] else None)} | "
+          f"{_pm(e.get('best'))} | {e['paper'] or 'n/a'} | "
+          f"{_pm(ai.get('fully_pruned_layers'), 1, 1)} | "
+          + (f"{ai['connected']:.0%}" if ai else "-") + " | "
+          + (_pm(ai.get("reachable_fraction"), 1, 3) if ai else "-") + " | "
+          + (f"{kept['mean']:,.0f} / {ai['total_weights']:,}" if kept
+             and kept["n"] else "-")
+          + f" | {e['n']} |")
+  lines += ["", "SBP-SR minus SNIP, Welch's t-test (two-sided, "
+            "tools/reproduce_stats.py):", ""]
+  lines.append("| batch norm | sparsity | final accuracy | best-epoch "
+               "accuracy |")
+  lines.append("|---|---:|---|---|")
+  for c in comparisons(spec, cells):
+    lines.append(f"| {c['group']} | {c['col']} | {_verdict(c['final'])} | "
+                 f"{_verdict(c['best'])} |")
+  return lines
 
 
 def _fmt_acc(e) -> str:
@@ -136,6 +237,8 @@ def markdown(spec, cells, header: Dict[str, Any]) -> str:
     for row in spec.rows:
       lines.append(f"| {row} | " + " | ".join(
           _fmt_collapse(by[(row, c)]) for c in spec.cols) + " |")
+  elif spec.name == "extreme":
+    lines += _extreme_lines(spec, cells)
   else:
     lines.append("Test accuracy in %, mean ± sample std over seeds (n = "
                  "finished seeds); 'paper' = the published number where we "
@@ -182,7 +285,8 @@ def plot(spec, cells, records, path) -> Optional[str]:
     else:
       color = None
     pp = [(j, by[(row, c)]["paper"]) for j, c in enumerate(spec.cols)]
-    pp = [(j, float(v)) for j, v in pp if v and _is_number(v)]
+    pp = [(j, paper_numbers.mean_of(v)) for j, v in pp
+          if paper_numbers.mean_of(v) is not None]
     if pp:
       ax.plot([j for j, _ in pp], [v for _, v in pp], linestyle="none",
               marker="*", markersize=11, markerfacecolor="none",
@@ -198,14 +302,6 @@ def plot(spec, cells, records, path) -> Optional[str]:
   fig.savefig(path, dpi=90)
   plt.close(fig)
   return str(path)
-
-
-def _is_number(v) -> bool:
-  try:
-    float(v)
-    return True
-  except (TypeError, ValueError):
-    return False
 
 
 def _plot_density(spec, records, path, plt):
@@ -272,6 +368,8 @@ def write(spec, records, header, out_dir, stem=None) -> Dict[str, str]:
              shortcuts=spec.shortcuts, header=header, cells=cells,
              paper_source=paper_numbers.SOURCES.get(spec.name),
              runs=records)
+  if spec.name == "extreme":
+    doc["comparisons"] = comparisons(spec, cells)
   _atomic(out_dir / f"{stem}.md", md)
   _atomic(out_dir / f"{stem}.json",
           json.dumps(doc, indent=1, sort_keys=True, default=_jsonable))
