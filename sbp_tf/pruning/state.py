@@ -21,7 +21,8 @@ from sbp_tf.compat import keras
 from sbp_tf.pruning.targets import prunable_targets
 
 
-def _unique_weights(model) -> List:
+def unique_weights(model) -> List:
+  """The variables of ``model`` (trainable and not), each once, in order."""
   out, seen = [], set()
   for v in model.weights:
     if id(v) not in seen:
@@ -38,7 +39,7 @@ def snapshot(model) -> List[Tuple[object, np.ndarray]]:
   writes to it reach the variable (both tested), so no second copy is made
   (a second copy cost 0.2-0.5 s on ResNet-50-ImageNet).
   """
-  return [(v, v.numpy()) for v in _unique_weights(model)]
+  return [(v, v.numpy()) for v in unique_weights(model)]
 
 
 def restore(snap) -> None:
@@ -79,6 +80,47 @@ def _activation_layers(model) -> List:
           and m.activation is not linear]
 
 
+def linearize_activations(model) -> List[Tuple[object, Callable]]:
+  """Sets every layer's ``activation`` attribute to the identity.
+
+  Returns:
+    ``(layer, activation)`` pairs to put back (functions traced while the
+    identity is set keep it).
+  """
+  swapped = []
+  for layer in _activation_layers(model):
+    swapped.append((layer, layer.activation))
+    layer.activation = keras.activations.linear
+  return swapped
+
+
+def linear_values(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray],
+                  snap=None) -> List[Tuple[object, np.ndarray]]:
+  """``(variable, value)`` for every variable :func:`linearized` sets.
+
+  Kernels ``kernel_fn(key, W)`` (as it returns them, any float dtype);
+  biases 0, batch norm the identity and other floating weights ``|w|``, in
+  the variable's dtype; integer variables are left out. Reads ``model`` (or
+  ``snap``, its :func:`snapshot`) and changes nothing.
+  """
+  targets = {id(t.variable): t.key for t in prunable_targets(model)}
+  bn = _batch_norm_roles(model)
+  out = []
+  for v, value in (snapshot(model) if snap is None else snap):
+    if id(v) in targets:
+      new = kernel_fn(targets[id(v)], value)
+    elif id(v) in bn:
+      new = np.full_like(value, bn[id(v)])
+    elif v.name.split("/")[-1].startswith("bias"):
+      new = np.zeros_like(value)
+    elif v.dtype.is_floating:
+      new = np.abs(value)
+    else:
+      continue  # integer step counters etc.
+    out.append((v, new))
+  return out
+
+
 @contextlib.contextmanager
 def linearized(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray],
                linear_activations: bool = True):
@@ -92,23 +134,9 @@ def linearized(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray],
   swapped = []
   try:
     if linear_activations:
-      for layer in _activation_layers(model):
-        swapped.append((layer, layer.activation))
-        layer.activation = keras.activations.linear
-    targets = {id(t.variable): t.key for t in prunable_targets(model)}
-    bn = _batch_norm_roles(model)
-    for v, value in snap:
-      if id(v) in targets:
-        new = kernel_fn(targets[id(v)], value)
-      elif id(v) in bn:
-        new = np.full_like(value, bn[id(v)])
-      elif v.name.split("/")[-1].startswith("bias"):
-        new = np.zeros_like(value)
-      elif v.dtype.is_floating:
-        new = np.abs(value)
-      else:
-        continue  # integer step counters etc.
-      v.assign(np.asarray(new, dtype=value.dtype))
+      swapped = linearize_activations(model)
+    for v, new in linear_values(model, kernel_fn, snap):
+      v.assign(np.asarray(new, dtype=v.dtype.as_numpy_dtype))
     yield
   finally:
     for layer, act in swapped:
