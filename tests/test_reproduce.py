@@ -338,13 +338,16 @@ def test_smoke_collapse_and_resume(tmp_path, shared_data):
     for t in targets:
       row = m["targets"][rx._pct(t)]
       assert abs(row["sparsity"] - t) < 2e-3
-      # Beyond the critical sparsity at least one layer is fully pruned;
-      # at or below it none is (one-shot scores).
-      if r["config"]["method"] != "synflow":
-        if t > m["critical_sparsity"] + 1e-6:
-          assert row["collapsed_layers"] >= 1, (r["run_id"], t)
-        else:
-          assert row["collapsed_layers"] == 0, (r["run_id"], t)
+      # The critical sparsity agrees with the row's own cells: at or below
+      # it no layer is fully pruned; beyond it (one-shot scores) or at the
+      # bracket's upper end (iterative SynFlow) at least one is.
+      if t <= m["critical_sparsity"] + 1e-6:
+        assert row["collapsed_layers"] == 0, (r["run_id"], t)
+      elif r["config"]["method"] != "synflow" or t == m[
+          "critical_bracket"][1]:
+        assert row["collapsed_layers"] >= 1, (r["run_id"], t)
+    if r["config"]["method"] == "synflow":
+      assert m["critical_bracket"][0] == m["critical_sparsity"]
       # A chain CNN with a fully pruned layer has no input-output path.
       if r["config"]["model"] == "vcnn" and row["collapsed_layers"]:
         assert not row["connected"], (r["run_id"], t)

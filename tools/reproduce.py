@@ -293,24 +293,24 @@ def _machines(done, here) -> str:
                    for m, n in counts.items())
 
 
-def _same_config(a, b) -> bool:
-  canon = lambda c: json.dumps(c, sort_keys=True, default=str)
-  return canon(a) == canon(b)
-
-
 def _reuse_committed(records, table_json) -> int:
-  """Marks pending records done from a table's JSON where the run id and the
-  config match exactly; returns how many were taken."""
+  """Marks pending records done from a table's JSON where the config (seed
+  included) matches exactly; returns how many were taken.
+
+  Matching is by config, not by row label, so a cell keeps its result when
+  only its label changes (e.g. a row renamed into a labelled ablation).
+  """
   doc = _load_json(table_json)
   if not doc:
     return 0
-  prior = {r.get("run_id"): r for r in doc.get("runs", [])
-           if r.get("status") == "done" and r.get("metrics")}
+  canon = lambda c: json.dumps(c, sort_keys=True, default=str)
+  prior = {canon(r.get("config")): r for r in doc.get("runs", [])
+           if r.get("status") == "done" and r.get("metrics")
+           and r.get("config")}
   n = 0
   for rec in records:
-    old = prior.get(rec["run_id"])
-    if (rec["status"] != "done" and old is not None
-        and _same_config(old.get("config"), rec["config"])):
+    old = prior.get(canon(rec["config"]))
+    if rec["status"] != "done" and old is not None:
       rec.update(status="done", metrics=old["metrics"],
                  machine=old.get("machine") or
                  (doc.get("header") or {}).get("machine"))

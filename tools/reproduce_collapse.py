@@ -14,8 +14,12 @@ selection ``prune`` makes) and record
 and the critical sparsity of the scores (``diagnostics.critical_sparsity``:
 the largest sparsity that prunes no layer entirely). Iterative methods
 (SynFlow: ``rounds > 1``) are pruned afresh from the same init for every
-target with their schedule, and their critical sparsity is that of their
-one-shot (first-round) scores.
+target with their schedule; their masks at each target come from different
+(last-round) scores, so their critical sparsity is bracketed by the same
+cells the row prints: ``critical_bracket = (lo, hi]`` with ``lo`` the largest
+target that prunes no layer and ``hi`` the smallest larger target that does
+(1.0 when none does), and ``critical_sparsity = lo``. The one-shot scores'
+value stays in ``one_shot_critical_sparsity`` for reference.
 
 Usage::
 
@@ -35,6 +39,22 @@ from typing import Any, Dict
 
 def _pct(s: float) -> str:
   return f"{100 * s:g}%"
+
+
+def critical_bracket(targets, collapsed_by_target):
+  """``(lo, hi)``: the critical sparsity bracketed by iterative-prune cells.
+
+  ``lo`` = the largest target below the first collapsing one that prunes no
+  layer entirely (0.0 if the smallest target already collapses a layer);
+  ``hi`` = the smallest target that collapses a layer (1.0 if none does).
+  """
+  lo, hi = 0.0, 1.0
+  for t in sorted(targets):
+    if collapsed_by_target[_pct(t)]:
+      hi = t
+      break
+    lo = t
+  return (float(lo), float(hi))
 
 
 def _data(cfg):
@@ -104,9 +124,16 @@ def run(cfg: Dict[str, Any], run_dir) -> Dict[str, Any]:
                           reachable_fraction=float(conn.reachable_fraction))
     ld = masks.layer_density()
     dens[_pct(t)] = [float(ld[k]) for k in keys]
+  crit_s, crit_layer, bracket = float(crit.sparsity), crit.bottleneck, None
+  if iterative:
+    bracket = critical_bracket(targets, {_pct(t): out_t[_pct(t)][
+        "collapsed_layers"] for t in targets})
+    crit_s, crit_layer = bracket[0], None
   metrics = dict(
       arch=cfg["arch"], method=cfg["method"], seed=cfg["seed"],
-      critical_sparsity=float(crit.sparsity), critical_layer=crit.bottleneck,
+      critical_sparsity=crit_s, critical_layer=crit_layer,
+      critical_bracket=bracket,
+      one_shot_critical_sparsity=float(crit.sparsity),
       num_layers=len(keys), layer_keys=keys,
       prunable_weights=int(sum(first.masks[k].size for k in keys)),
       rounds=(cfg["synflow_rounds"] if iterative else 1),

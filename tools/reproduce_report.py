@@ -77,6 +77,10 @@ def aggregate(spec, records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         if col == "critical sparsity":
           entry.update(mean_std([r["metrics"].get("critical_sparsity")
                                  for r in mine]))
+          brackets = [r["metrics"].get("critical_bracket") for r in mine]
+          if brackets and all(brackets):
+            entry["bracket"] = [min(b[0] for b in brackets),
+                                max(b[1] for b in brackets)]
         else:
           per = [r["metrics"]["targets"].get(col) for r in mine]
           per = [p for p in per if p]
@@ -203,6 +207,10 @@ def _fmt_collapse(e) -> str:
   if not e["n"]:
     return "error" if e.get("errors") else "-"
   if e["col"] == "critical sparsity":
+    if e.get("bracket"):  # iterative pruning: bracketed by the row's cells
+      lo, hi = e["bracket"]
+      return (f"≥ {100 * lo:g}% (iterative)" if hi >= 1.0 else
+              f"{100 * lo:g}-{100 * hi:g}% (iterative)")
     txt = f"{100 * e['mean']:.2f}%"
     return txt + (f" ± {100 * e['std']:.2f}" if e["n"] > 1 else "")
   conn = e.get("connected")
@@ -230,7 +238,9 @@ def markdown(spec, cells, header: Dict[str, Any]) -> str:
     lines.append("Each cell: fully pruned layers / network still connected "
                  "(input to output) at that global sparsity; critical "
                  "sparsity = the largest sparsity that prunes no layer "
-                 "entirely, from the scores (no training).")
+                 "entirely, from the scores (no training); for iterative "
+                 "pruning (SynFlow) it is bracketed by the row's own cells, "
+                 "since each target is pruned with its own schedule.")
     lines.append("")
     lines.append("| architecture / method | " + " | ".join(spec.cols) + " |")
     lines.append("|---|" + "---:|" * len(spec.cols))
