@@ -1,15 +1,34 @@
-"""Short default demo: SBP-SR on a Stable ResNet, trained briefly on real data.
+"""Short default demo: the paper's story at extreme sparsity, on real data.
 
 Runs in a few minutes on a 2-core CPU::
 
     python -m sbp_tf.demo                      # CIFAR-10 from the offline copy
+    python -m sbp_tf.demo --seed=1 --epochs=3
     python -m sbp_tf.demo --dataset=fashion_mnist --epochs=1
 
-It prunes a freshly initialized Stable ResNet-32 (residual branches scaled by
-1/sqrt(L)) once, at initialization, with sensitivity-based pruning
-(saliency |W * dL/dW|, one global threshold), installs the masks into tfmot
-pruning wrappers, trains with ``model.fit``, and prints the test accuracy and
-the per-layer sparsity table.
+Two arms, same seed, same data, same global sparsity, same training:
+
+- SNIP: sensitivity-based pruning (method ``"sbp"``: saliency |W * dL/dW|,
+  one global threshold) of a freshly initialized *standard* ResNet-32;
+- SBP-SR: the same pruning of a *Stable* ResNet-32 (residual branches scaled
+  by 1/sqrt(L)), without the rescaling trick (as the paper's SBP-SR).
+
+For each arm it prints, at initialization (before any training), the number
+of fully pruned layers, whether every output is still connected to the input
+(and the reachable fraction of outputs), the critical sparsity of the scores
+and the weights kept, with how many sit in the 1x1 shortcut projections (the
+only path between stages once the residual branches are emptied). Then it
+installs the masks into tfmot pruning wrappers, trains each arm briefly with
+``model.fit`` and prints both test accuracies side by side.
+
+The defaults (99.8% sparsity, width x0.5, 10,000 images, 2 epochs) were
+chosen by measurement: there SNIP disconnected the standard ResNet at
+initialization for each of seeds 0-5 while SBP-SR kept the Stable ResNet
+connected, and after the short training SNIP stays near chance while SBP-SR
+learns (the paper's Table 1 reports this gap at 99.9%, full width, 160
+epochs). Fully pruned layer counts are similar in both arms: emptied residual
+branches leave the identity shortcuts, so connectivity is what separates
+them. Everything printed is measured in this run.
 """
 
 from sbp_tf import _env  # noqa: F401  (Keras 2 before TensorFlow)
@@ -24,53 +43,153 @@ _DATASET = flags.DEFINE_enum("dataset", "cifar10", ["cifar10", "fashion_mnist"],
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Folder holding the dataset (default: searched, see "
     "sbp_tf.data).")
-_SPARSITY = flags.DEFINE_float("sparsity", 0.9, "Fraction of weights pruned.")
-_EPOCHS = flags.DEFINE_integer("epochs", 2, "Training epochs.")
+_SPARSITY = flags.DEFINE_float("sparsity", 0.998,
+                               "Fraction of weights pruned (both arms).")
+_EPOCHS = flags.DEFINE_integer("epochs", 2, "Training epochs per arm.")
 _TRAIN_EXAMPLES = flags.DEFINE_integer(
     "train_examples", 10000, "Training examples used (0 = all).")
 _WIDTH = flags.DEFINE_float("width_multiplier", 0.5,
                             "ResNet width multiplier (1.0 = the paper's).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed for init, pruning and data.")
 
+# name -> (label, stable ResNet?)
+ARMS = {"snip": ("SNIP on standard ResNet-32", False),
+        "sbp_sr": ("SBP-SR on Stable ResNet-32", True)}
 
-def run_demo(dataset="cifar10", data_dir=None, sparsity=0.9, epochs=2,
-             train_examples=10000, width_multiplier=0.5, seed=0,
-             verbose=2):
-  """Prunes a Stable ResNet-32 at init with SBP, trains it, returns metrics."""
+
+def _yes_no(v):
+  return "n/a" if v is None else ("yes" if v else "no")
+
+
+def _run_arm(name, stable, load_train, test, info, sparsity, epochs,
+             width_multiplier, seed, verbose, depth=32):
+  """Builds, prunes at init, reports, trains and evaluates one arm."""
   # pylint: disable=g-import-not-at-top
-  from sbp_tf import data as sbp_data
   from sbp_tf import models
   from sbp_tf import pruning
   from sbp_tf import tfmot as sbp_tfmot
   from sbp_tf.compat import keras, tf
 
-  tf.keras.utils.set_random_seed(seed)
-  limit = train_examples or None
-  train, info = sbp_data.load(dataset, "train", batch_size=128,
-                              data_dir=data_dir, seed=seed, limit=limit)
-  test, _ = sbp_data.load(dataset, "test", batch_size=256, data_dir=data_dir)
-
-  model = models.build("resnet32", info.num_classes, info.input_shape,
-                       stable=True, width_multiplier=width_multiplier)
+  label = ARMS[name][0]
+  tf.keras.utils.set_random_seed(seed)  # same init for each arm
+  train = load_train()  # a fresh pipeline: same pruning batch and data order
+  model = models.build("resnet_cifar", info.num_classes, info.input_shape,
+                       depth=depth, stable=stable,
+                       width_multiplier=width_multiplier)
   t0 = time.time()
-  result = pruning.prune(model, "sbp", sparsity, data=train, seed=seed)
+  # Collapse is what the demo shows: report it below instead of warning.
+  result = pruning.prune(model, "sbp", sparsity, data=train, seed=seed,
+                         rescale=False, on_collapse="ignore")
   prune_s = time.time() - t0
+  d = result.diagnostics
+  reach = d["reachable_fraction"]
+  shortcut = sum(int(m.sum()) for k, m in result.masks.items()
+                 if "shortcut" in k)
+  print(f"\n[{label}] pruned at init in {prune_s:.1f} s: "
+        f"{len(d['collapsed'])} fully pruned layer(s); "
+        f"input->output connected: {_yes_no(d['connected'])}"
+        + ("" if reach is None else f" (reachable outputs {reach:.0%})")
+        + f"; critical sparsity {d['critical_sparsity']:.2%}; kept "
+        f"{result.masks.kept():,} of {result.masks.size():,} weights "
+        f"({result.masks.density():.2%}), {shortcut} of them in the 1x1 "
+        "shortcut projections", flush=True)
 
   model = sbp_tfmot.wrap(model, result.masks)
   model.compile(
       optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
       metrics=["accuracy"])
+  t0 = time.time()
   model.fit(train, epochs=epochs, verbose=verbose,
             callbacks=sbp_tfmot.callbacks())
+  train_s = time.time() - t0
   loss, acc = model.evaluate(test, verbose=0)
-
-  print(result.report.to_markdown())
-  print(f"\nSBP-SR on Stable ResNet-32 ({dataset}, sparsity {sparsity:.0%}, "
-        f"pruned in {prune_s:.1f} s): test accuracy {acc:.4f} after "
-        f"{epochs} epoch(s), loss {loss:.4f}")
+  print(f"[{label}] test accuracy {acc:.4f} (loss {loss:.4f}) after "
+        f"{epochs} epoch(s) in {train_s:.0f} s", flush=True)
   return {"test_accuracy": float(acc), "test_loss": float(loss),
-          "density": float(result.masks.density())}
+          "density": float(result.masks.density()),
+          "kept": int(result.masks.kept()), "size": int(result.masks.size()),
+          "kept_in_shortcuts": shortcut,
+          "collapsed": list(d["collapsed"]),
+          "num_collapsed": len(d["collapsed"]),
+          "connected": d["connected"], "reachable_fraction": reach,
+          "critical_sparsity": float(d["critical_sparsity"]),
+          "stable": stable, "train_seconds": train_s}
+
+
+def run_demo(dataset="cifar10", data_dir=None, sparsity=0.998, epochs=2,
+             train_examples=10000, width_multiplier=0.5, seed=0,
+             verbose=2, test_examples=None, depth=32):
+  """SNIP (standard ResNet) vs SBP-SR (Stable ResNet) at one sparsity.
+
+  Args:
+    dataset, data_dir: the real dataset (see ``sbp_tf.data.load``).
+    sparsity: global fraction of prunable weights removed in both arms.
+    epochs: training epochs per arm.
+    train_examples: training examples used (0/None = all).
+    width_multiplier: ResNet width multiplier (1.0 = the paper's).
+    seed: seed of init, pruning batch and data order (same for both arms).
+    verbose: ``fit`` verbosity.
+    test_examples: test examples evaluated (None = the whole test split).
+    depth: ResNet depth 6n+2 (32 = the paper's ResNet32).
+
+  Returns:
+    ``{"snip": metrics, "sbp_sr": metrics, "sparsity": ...}`` where each
+    arm's metrics hold test_accuracy, test_loss, density, kept, size,
+    kept_in_shortcuts, collapsed (keys), num_collapsed, connected,
+    reachable_fraction, critical_sparsity, stable, train_seconds.
+  """
+  # pylint: disable=g-import-not-at-top
+  from sbp_tf import data as sbp_data
+
+  limit = train_examples or None
+
+  def load_train():
+    return sbp_data.load(dataset, "train", batch_size=128, data_dir=data_dir,
+                         seed=seed, limit=limit)[0]
+
+  _, info = sbp_data.load(dataset, "train", batch_size=128, data_dir=data_dir,
+                          seed=seed, limit=limit)
+  test, _ = sbp_data.load(dataset, "test", batch_size=256, data_dir=data_dir,
+                          limit=test_examples)
+  print(f"Pruning at initialization, {dataset}, ResNet-{depth} x"
+        f"{width_multiplier:g} width, global sparsity {sparsity:.2%}, "
+        f"{info.size} training examples, {epochs} epoch(s) per arm, "
+        f"seed {seed}.")
+  out = {}
+  for name, (_, stable) in ARMS.items():
+    out[name] = _run_arm(name, stable, load_train, test, info, sparsity,
+                         epochs, width_multiplier, seed, verbose, depth=depth)
+
+  rows = [("fully pruned layers at init", "num_collapsed", "{}"),
+          ("input->output connected at init", "connected", None),
+          ("reachable outputs at init", "reachable_fraction", "{:.0%}"),
+          ("critical sparsity of the scores", "critical_sparsity", "{:.2%}"),
+          ("weights kept", "kept", "{:,}"),
+          ("  of them in 1x1 shortcut projections", "kept_in_shortcuts",
+           "{:,}"),
+          (f"test accuracy after {epochs} epoch(s)", "test_accuracy",
+           "{:.4f}")]
+  width = max(len(r[0]) for r in rows)
+  print(f"\n{'':{width}} | {'SNIP (standard)':>15} | {'SBP-SR (stable)':>15}")
+  print(f"{'-' * width}-|-{'-' * 15}-|-{'-' * 15}")
+  for title, key, fmt in rows:
+    cells = []
+    for name in ARMS:
+      v = out[name][key]
+      cells.append(_yes_no(v) if fmt is None or v is None else fmt.format(v))
+    print(f"{title:{width}} | {cells[0]:>15} | {cells[1]:>15}")
+  print(f"(chance level: {1 / info.num_classes:.2f})")
+  print("\nA fully pruned residual branch still leaves its identity shortcut; "
+        "the outputs disconnect from the input when the path through the "
+        "stem, the 1x1 shortcut projections between stages or the head is "
+        "cut.")
+  print("\nFor context: the paper's Table 1 (ResNet32 on CIFAR-10, 99.9% "
+        "sparsity, full width, 160 epochs) reports SNIP on the standard "
+        "ResNet at chance and SBP-SR on the Stable ResNet far above it. The "
+        "numbers above are this short run's own measurements.")
+  out["sparsity"] = float(sparsity)
+  return out
 
 
 def main(argv):

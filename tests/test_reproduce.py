@@ -174,8 +174,12 @@ def test_paper_numbers_come_verbatim_from_the_shipped_json():
   # Every cell of every training grid that the paper prints has its number.
   for name in ("table1", "table2", "table4", "table5", "table9", "extreme"):
     spec = rx.build(name, "paper")
-    found = [look(name, r, c) for r in spec.rows for c in spec.cols]
-    assert sum(v is not None for v in found) >= len(found) // 2, name
+    for r in spec.rows:
+      found = [look(name, r, c) for c in spec.cols]
+      if "ablation" in r:  # our own row: the paper has no number for it
+        assert found == [None] * len(found)
+      else:
+        assert any(v is not None for v in found), (name, r)
   assert paper_numbers.mean_of("51.56 ± 1.12") == 51.56
   assert paper_numbers.is_failure("10.00 ± 0.0")
   assert not paper_numbers.is_failure("98.12 ± 0.13")
