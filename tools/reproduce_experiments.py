@@ -558,16 +558,16 @@ _EXTREME_ROWS = {
 # The batch-norm setting of the decisive GPU cells: the one under which the
 # cpu-scale study (docs/results/extreme_cpu.md) separates SBP-SR from SNIP.
 GPU_BATCH_NORM = True
-# limit_train x epochs of the cpu scale are sized from a measured step time
-# so that 3 seeds x 8 cells fit a background budget of about two hours on 2
-# cores; the gpu scale so that its 8 cells fit 10 minutes on one H200 (an
+# limit_train x epochs of the cpu scale are sized from measured epoch times
+# (a 63-step epoch of the full-width ResNet32 took 200-310 s on a shared
+# 2-core machine) so that 3 seeds x 8 cells fit about 80 minutes; the gpu scale so that its 8 cells fit 10 minutes on one H200 (an
 # estimate: no GPU has run it yet). Every epoch is validated on the test
 # split for the best-epoch column.
 _EXTREME = dict(
     smoke=dict(limit_train=64, limit_test=32, epochs=2, batch_size=32,
                lr=0.1, width_multiplier=0.125, resnet_depth=8,
                sparsities=(0.995, 0.999), models=("resnet32",)),
-    cpu=dict(limit_train=8000, limit_test=2000, epochs=2, batch_size=128,
+    cpu=dict(limit_train=4000, limit_test=2000, epochs=2, batch_size=128,
              lr=0.1, width_multiplier=None, resnet_depth=None,
              sparsities=(0.995, 0.999), models=("resnet32",)),
     gpu=dict(limit_train=None, limit_test=None, epochs=3, batch_size=128,
