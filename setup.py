@@ -22,6 +22,8 @@ INSTALL_REQUIRES = [
     "ml-collections==1.1.0",
     "numpy>=1.26,<3",
     "matplotlib>=3.8,<4",
+    # The workdir lock (an flock: it dies with its process); tested 3.32, 4.3.
+    "filelock>=3.12,<5",
 ]
 
 EXTRAS = {

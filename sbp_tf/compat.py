@@ -22,4 +22,23 @@ if not keras.__name__.startswith("tf_keras"):
       "TF_USE_LEGACY_KERAS=1 in the environment, or import sbp_tf before "
       "touching tf.keras." % keras.__name__)
 
-__all__ = ["tf", "keras"]
+
+
+def check_not_keras3(model, where: str) -> None:
+  """Raises a one-line TypeError if ``model`` is a Keras 3 object.
+
+  A model built after ``import keras`` (Keras 3) is not a tf_keras model;
+  tfmot and sbp_tf cannot read it, and would otherwise answer with a
+  misleading message or silently find nothing to prune.
+  """
+  mod = type(model).__module__ or ""
+  if not isinstance(model, keras.Model) and (
+      mod == "keras" or mod.startswith("keras.")):
+    raise TypeError(
+        f"{where}: got a Keras 3 model ({type(model).__name__} from "
+        f"{mod}), but sbp_tf and tfmot need a Keras 2 (tf_keras) model. "
+        "Fix: build it with tf.keras after `import sbp_tf` (or "
+        "`import tf_keras as keras`), not with `import keras`.")
+
+
+__all__ = ["tf", "keras", "check_not_keras3"]

@@ -189,7 +189,8 @@ def run(config, workdir, *, strategy=None, overwrite: bool = False
       Under multi-worker, the chief writes ``workdir``, other workers write
       the same files to ``workdir/.worker<id>``.
     overwrite: discard a finished or different run held in ``workdir``
-      (only ever deletes a folder holding an sbp_tf run).
+      (deletes only the files sbp_tf wrote, and refuses when the folder
+      holds anything else).
 
   Returns:
     ``{"test_accuracy", "test_loss", "sparsity", "weight_sparsity",
@@ -198,6 +199,9 @@ def run(config, workdir, *, strategy=None, overwrite: bool = False
   Raises:
     ValueError: invalid config (before anything is written) or a workdir
       holding a different experiment.
+    sbp_tf.training.workdir.WorkdirError (a ValueError): the workdir is
+      locked by another live run, is not sbp_tf's, or is damaged beyond
+      what resume can repair (the message names the file and the fix).
 
   Example::
 
@@ -211,18 +215,43 @@ def run(config, workdir, *, strategy=None, overwrite: bool = False
   is_chief, task_id = sbp_strategy.task_info(strategy)
   wd = wd_lib.Workdir(workdir if is_chief else
                       f"{workdir}/.worker{task_id}")
+  # One run per workdir: held for the whole run, released on any exit.
+  with wd.lock():
+    return _run_locked(cfg, wd, strategy, overwrite, t_start)
+
+
+def _run_locked(cfg, wd, strategy, overwrite, t_start):
+  """``run`` once the workdir lock is held."""
   # --overwrite only ever deletes an sbp_tf workdir, never a foreign folder.
   overwrite = overwrite and wd.exists()
-  if not overwrite:
+  if overwrite:
+    foreign = wd.foreign_entries()
+    if foreign:  # refuse before any work, deleting nothing
+      wd.clear()
+  else:
     wd.check_compatible(cfg)
-  state = wd.state()
+  state = (wd.state() if not overwrite
+           else {"status": wd_lib.NEW, "epochs_done": 0})
+  rebuild_results = False
   if state["status"] == wd_lib.FINISHED and not overwrite:
-    _say(f"{wd.path} already holds a finished run ({state['epochs_done']} "
-         "epochs); returning its stored metrics. Pass overwrite=True "
-         "(--overwrite) to train again.")
-    out = wd.results()
-    out["already_finished"] = True
-    return out
+    if (wd / "results.json").exists():
+      try:
+        out = wd.results()
+      except wd_lib.WorkdirError as e:
+        _say(f"{e} Rebuilding it: evaluating the final checkpoint again.")
+        rebuild_results = True
+      else:
+        _say(f"{wd.path} already holds a finished run "
+             f"({state['epochs_done']} epochs); returning its stored "
+             "metrics. Pass overwrite=True (--overwrite) to train again.")
+        out["already_finished"] = True
+        return out
+    else:
+      _say(f"{wd.path / 'results.json'} is missing; rebuilding it by "
+           "evaluating the final checkpoint again.")
+      rebuild_results = True
+  if not overwrite and wd.exists():
+    wd.metrics()  # verified (or rebuilt from metrics.csv) before any work
 
   from sbp_tf import data as sbp_data  # pylint: disable=g-import-not-at-top
   from sbp_tf import pruning  # pylint: disable=g-import-not-at-top
@@ -245,9 +274,22 @@ def run(config, workdir, *, strategy=None, overwrite: bool = False
                     shuffle=False, augment=False, limit=cfg.dataset.limit_test)
 
     masks_path = wd / "masks.npz"
-    resumed = state["status"] in (wd_lib.PRUNED, wd_lib.TRAINING)
+    resumed = (state["status"] in (wd_lib.PRUNED, wd_lib.TRAINING)
+               or rebuild_results)
+    if resumed and not masks_path.exists() and wd.has_checkpoints():
+      raise wd_lib.WorkdirError(
+          f"{masks_path} is missing but {wd.ckpt_dir} holds checkpoints "
+          f"({state['epochs_done']} epochs done); refusing to re-prune "
+          "silently. Fix: restore masks.npz, or pass --overwrite "
+          "(overwrite=True) to start over.")
     if resumed and masks_path.exists():
-      masks = pruning.Masks.load(str(masks_path))
+      try:
+        masks = pruning.Masks.load(str(masks_path))
+      except Exception as e:  # pylint: disable=broad-except
+        raise wd_lib.WorkdirError(
+            f"{masks_path} is damaged ({type(e).__name__}: {e}). Fix: "
+            "restore masks.npz, or pass --overwrite (overwrite=True) to "
+            "start over.") from None
       masks.validate(model)
       _say(f"resuming {wd.path} after epoch {state['epochs_done']} "
            f"(masks from masks.npz, density {masks.density():.4f})")
@@ -285,13 +327,8 @@ def run(config, workdir, *, strategy=None, overwrite: bool = False
     initial_epoch = 0
     init_path = str(wd.ckpt_dir / "init")
     if resumed:
-      initial_epoch = int(state["epochs_done"])
-      path = (f"{wd.ckpt_dir}/ckpt-{initial_epoch}" if initial_epoch
-              else init_path)
-      if initial_epoch:
-        ckpt.restore(path).assert_existing_objects_matched()
-      else:  # written by ckpt.write, which has no save_counter: read() it
-        ckpt.read(path).assert_existing_objects_matched()
+      initial_epoch = _restore_newest_intact(ckpt, wd,
+                                             int(state["epochs_done"]))
     else:
       # The pruned (and rescaled) init, kept for good: resuming before the
       # first epoch must not depend on re-running the init and the pruning.
@@ -336,8 +373,12 @@ def run(config, workdir, *, strategy=None, overwrite: bool = False
     metrics.update(best_epoch_accuracy(rows))
     diag_path = wd / "prune_diagnostics.json"
     if diag_path.exists():
-      import json  # pylint: disable=g-import-not-at-top
-      metrics["at_init"] = json.loads(diag_path.read_text())
+      try:
+        metrics["at_init"] = wd_lib.read_json(
+            diag_path, "delete it; it is rewritten when the run is pruned "
+            "again (--overwrite).")
+      except wd_lib.WorkdirError as e:  # a by-product: never lose the run
+        _say(f"at-init diagnostics skipped: {e}")
     wrapped.save(str(wd / "model_wrapped.keras"))
     stripped.save(str(wd / "model.keras"))
     if cfg.export_tflite:
@@ -349,6 +390,43 @@ def run(config, workdir, *, strategy=None, overwrite: bool = False
        f"{metrics['sparsity']:.4f}, {metrics['wall_time_s']:.1f} s "
        f"-> {wd.path}")
   return metrics
+
+
+def _restore_newest_intact(ckpt, wd, epochs_done: int) -> int:
+  """Restores ``ckpt-<epochs_done>``, else the newest intact older one.
+
+  Falls back through the older ``ckpt-N`` kept and then ``init`` when a
+  checkpoint is missing or damaged (truncated data, garbage or missing
+  index), saying which and how many epochs that costs. Returns the epoch
+  restored; raises WorkdirError naming the fix when none is intact.
+  """
+  candidates = [n for n in wd.checkpoint_epochs() if n < epochs_done]
+  candidates = [epochs_done] + candidates if epochs_done else []
+  candidates.append(0)
+  failed = []
+  for n in candidates:
+    path = f"{wd.ckpt_dir}/ckpt-{n}" if n else str(wd.ckpt_dir / "init")
+    name = f"ckpt-{n}" if n else "init"
+    try:
+      if not tf.io.gfile.exists(path + ".index"):
+        raise FileNotFoundError(f"{path}.index does not exist")
+      if n:
+        ckpt.restore(path).assert_existing_objects_matched()
+      else:  # written by ckpt.write, which has no save_counter: read() it
+        ckpt.read(path).assert_existing_objects_matched()
+    except Exception as e:  # pylint: disable=broad-except
+      msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+      failed.append(f"{name} ({type(e).__name__}: {msg[:160]})")
+      continue
+    if failed:
+      _say(f"checkpoint {'; '.join(failed)} is missing or damaged; resuming "
+           f"from {name} (epoch {n}) instead: {epochs_done - n} epoch(s) "
+           "of training will be redone.")
+    return n
+  raise wd_lib.WorkdirError(
+      f"no intact checkpoint in {wd.ckpt_dir} to resume from: "
+      f"{'; '.join(failed)}. Fix: pass --overwrite (overwrite=True) to "
+      "start over.")
 
 
 def _has_tensorboard() -> bool:

@@ -28,7 +28,16 @@ import numpy as np
 from sbp_tf import eoc
 from sbp_tf.compat import keras, tf
 
-_register = keras.utils.register_keras_serializable(package="sbp_tf")
+def _register(cls):
+  """Registers ``cls`` as ``sbp_tf>Name`` and under its plain class name.
+
+  The plain name is what ``.h5`` configs hold and what tf_keras looks up
+  when it rebuilds a layer's initializer from a ``.keras`` file, so both
+  formats load with plain ``keras.models.load_model``.
+  """
+  cls = keras.utils.register_keras_serializable(package="sbp_tf")(cls)
+  keras.utils.get_custom_objects().setdefault(cls.__name__, cls)
+  return cls
 
 # Defaults of the authors' code: biases N(0, 0.2^2) for smooth activations;
 # positively homogeneous ones (relu) only have an EOC at sigma_b = 0.

@@ -18,6 +18,7 @@ completed epoch; on a finished workdir it prints the stored metrics (pass
 from sbp_tf import _env  # noqa: F401  (Keras 2 before TensorFlow)
 
 import json
+import sys
 
 from absl import app
 from absl import flags
@@ -67,14 +68,18 @@ def main(argv):
   from sbp_tf import config as sbp_config
   from sbp_tf import experiment
   from sbp_tf import strategy as sbp_strategy
+  from sbp_tf.training import workdir as wd_lib
   sbp_strategy.split_cpu(_F["num_cpu_devices"].value)  # before TF starts
   cfg = _F["config"].value
   if _F["verbose"].value is not None:
     cfg.train.verbose = _F["verbose"].value
   cfg = sbp_config.resolve(cfg)  # fails on bad fields before any work
   strategy = sbp_strategy.get(_F["strategy"].value, tpu=_F["tpu"].value)
-  metrics = experiment.run(cfg, _F["workdir"].value, strategy=strategy,
-                           overwrite=_F["overwrite"].value)
+  try:
+    metrics = experiment.run(cfg, _F["workdir"].value, strategy=strategy,
+                             overwrite=_F["overwrite"].value)
+  except wd_lib.WorkdirError as e:  # a user-fixable state: one line, exit 1
+    sys.exit(f"[sbp_tf] error: {e}")
   print(json.dumps(metrics, indent=1, sort_keys=True, default=str))
 
 

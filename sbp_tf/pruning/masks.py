@@ -17,6 +17,7 @@ from typing import Dict, Iterator, List, Mapping, Optional
 
 import numpy as np
 
+from sbp_tf import compat
 from sbp_tf.pruning.targets import prunable_targets
 
 _ORDER_KEY = "__sbp_tf_mask_order__"
@@ -233,14 +234,33 @@ class Masks(Mapping):
 
   @classmethod
   def load(cls, path: str) -> "Masks":
-    """Reads a file written by :meth:`save`."""
-    with np.load(os.fspath(path), allow_pickle=False) as z:
-      names = [n for n in z.files if n != _ORDER_KEY]
-      order = list(z[_ORDER_KEY]) if _ORDER_KEY in z.files else sorted(names)
-      return cls({str(k): z[str(k)] for k in order})
+    """Reads a file written by :meth:`save` (``load("m")`` reads ``m.npz``).
+
+    Raises:
+      FileNotFoundError: no such file.
+      ValueError: the file is truncated or corrupt (the message names it).
+    """
+    path = os.fspath(path)
+    if (not path.endswith(".npz") and not os.path.exists(path)
+        and os.path.exists(path + ".npz")):
+      path += ".npz"  # the name save() wrote for the same argument
+    if not os.path.exists(path):
+      raise FileNotFoundError(f"masks file {path!r} does not exist. Fix: "
+                              "pass the path Masks.save returned.")
+    try:
+      with np.load(path, allow_pickle=False) as z:
+        names = [n for n in z.files if n != _ORDER_KEY]
+        order = (list(z[_ORDER_KEY]) if _ORDER_KEY in z.files
+                 else sorted(names))
+        return cls({str(k): z[str(k)] for k in order})
+    except Exception as e:  # BadZipFile, EOFError, zlib.error, bad CRC, ...
+      raise ValueError(
+          f"masks file {path!r} is truncated or corrupt ({type(e).__name__}: "
+          f"{e}). Fix: restore it, or prune again and save new masks.") from None
 
   @classmethod
   def ones_like(cls, model) -> "Masks":
     """All-kept masks for every prunable weight of ``model``."""
+    compat.check_not_keras3(model, "Masks.ones_like")
     return cls({t.key: np.ones(t.variable.shape, np.float32)
                 for t in prunable_targets(model)})

@@ -21,6 +21,7 @@ from typing import Dict
 
 import numpy as np
 
+from sbp_tf import compat
 from sbp_tf.compat import keras
 from sbp_tf.pruning import diagnostics, rescale as rescale_lib
 from sbp_tf.pruning import scores as methods_lib
@@ -75,6 +76,7 @@ def _resolve_method(method):
 
 def _validate(model, method, sparsity, data, scope, num_batches, rescale,
               rounds, on_collapse, strategy):
+  compat.check_not_keras3(model, "sbp_tf.pruning.prune")
   if not isinstance(model, keras.Model):
     raise TypeError(f"model must be a tf.keras (tf_keras) Model, got "
                     f"{type(model).__name__}. Fix: pass a built keras.Model.")

@@ -24,10 +24,14 @@ _REGISTERING_MODULES = ("sbp_tf.initializers", "sbp_tf.layers",
 
 
 def custom_objects() -> dict:
-  """Custom objects of wrapped models: tfmot wrapper, schedule, MaskedLayer."""
+  """Custom objects of wrapped models: tfmot wrapper, schedule, MaskedLayer,
+  and the zoo's initializers and layers (by class name, as ``.h5`` has them).
+  """
+  from sbp_tf import models  # pylint: disable=g-import-not-at-top
   objs = {"PruneLowMagnitude": PruneLowMagnitude, "FixedMask": FixedMask,
           keras.utils.get_registered_name(FixedMask): FixedMask}
   objs.update(masking.custom_objects())
+  objs.update(models.custom_objects())
   return objs
 
 

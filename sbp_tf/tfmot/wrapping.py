@@ -17,6 +17,7 @@ Usage::
 import numpy as np
 
 from sbp_tf import masking
+from sbp_tf import compat
 from sbp_tf.compat import keras
 
 # The wrapper class is not exported by tfmot's public API (only the factory).
@@ -58,6 +59,7 @@ def wrap(model, masks, *, allow_missing=False) -> keras.Model:
       (unknown/missing key, shape), non-0/1 values, nothing prunable,
       subclassed model.
   """
+  compat.check_not_keras3(model, "sbp_tf.tfmot.wrap")
   checked = masking.check_masks(model, masks, allow_missing=allow_missing)
   total = sum(m.size for _, m in checked)
   sparsity = 1.0 - sum(float(m.sum()) for _, m in checked) / max(total, 1)

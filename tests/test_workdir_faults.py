@@ -1,0 +1,367 @@
+"""Fault injection on workdirs and saved files (issue 13).
+
+Each test reproduces one defect of the issue and failed before its fix:
+foreign folders with --overwrite, concurrent processes, truncated and
+missing checkpoints, garbage JSON, missing masks/state, saved formats in a
+fresh process, Keras 3 models, corrupt mask files. The experiment tests
+share one tiny finished run (2 epochs of a 3-layer MLP on 512 images) and
+work on copies of it.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from sbp_tf import config as sbp_config
+from sbp_tf import experiment
+from sbp_tf import pruning
+from sbp_tf.compat import keras
+from sbp_tf.training import workdir as wd_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(**train):
+  c = sbp_config.experiment("fashion_mnist", "ffnn", method="sbp",
+                            sparsity=0.8, depth=3, width=32)
+  c.dataset.limit_train, c.dataset.limit_test = 512, 256
+  c.train.update(dict(epochs=2, batch_size=64, lr=0.05, verbose=0))
+  c.train.update(train)
+  c.export_tflite = False
+  return c
+
+
+def _env():
+  env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
+  env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+  return env
+
+
+def _python(code, *args):
+  return subprocess.run([sys.executable, "-c", code, *map(str, args)],
+                        capture_output=True, text=True, env=_env(), cwd=REPO,
+                        timeout=300)
+
+
+def _snapshot(path):
+  return {str(p.relative_to(path)): p.read_bytes() for p in path.rglob("*")
+          if p.is_file()}
+
+
+# --- Defect 1: ownership; --overwrite deletes only what sbp_tf wrote. -------
+
+def test_overwrite_of_a_foreign_folder_deletes_nothing(tmp_path):
+  # The issue's repro: a foreign config.json next to someone's model file.
+  x = tmp_path / "x"
+  x.mkdir()
+  (x / "config.json").write_text("{}")
+  (x / "pytorch_model.bin").write_text("w")
+  before = _snapshot(x)
+  with pytest.raises(wd_lib.WorkdirError) as e:
+    experiment.run(tiny_config(epochs=1), x, overwrite=True)
+  msg = str(e.value)
+  assert "\n" not in msg and "holds no sbp_tf run" in msg
+  assert "pytorch_model.bin" in msg and "Fix:" in msg
+  assert _snapshot(x) == before
+  assert not wd_lib.Workdir(x).exists()
+
+
+def test_binary_overwrite_of_a_foreign_folder_is_one_line_error(tmp_path):
+  # The issue's command line, verbatim but for the folder.
+  x = tmp_path / "x"
+  x.mkdir()
+  (x / "config.json").write_text("{}")
+  (x / "pytorch_model.bin").write_text("w")
+  out = subprocess.run(
+      [sys.executable, "-m", "sbp_tf.train",
+       "--config=configs/cpu_fashion_mnist_ffnn.py", f"--workdir={x}",
+       "--overwrite", "--config.train.epochs=1"],
+      capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
+  assert out.returncode == 1, out.stderr[-2000:]
+  assert "Traceback" not in out.stderr
+  last = out.stderr.strip().splitlines()[-1]
+  assert last.startswith("[sbp_tf] error: workdir") and "Fix:" in last
+  assert sorted(p.name for p in x.iterdir()) == ["config.json",
+                                                  "pytorch_model.bin"]
+  assert (x / "pytorch_model.bin").read_text() == "w"
+
+
+def test_legacy_workdir_needs_sbp_tf_schema_and_state(tmp_path):
+  wd = wd_lib.Workdir(tmp_path)
+  (tmp_path / "config.json").write_text("{}")
+  (tmp_path / "state.json").write_text('{"status": "new", "epochs_done": 0}')
+  assert not wd.exists()  # foreign config.json: not ours
+  (tmp_path / "config.json").write_text(
+      json.dumps(sbp_config.to_dict(tiny_config())))
+  assert wd.exists()  # a workdir written before the marker existed
+
+
+def test_clear_refuses_a_workdir_holding_foreign_files(tmp_path):
+  wd = wd_lib.Workdir(tmp_path / "run")
+  wd.create(tiny_config())
+  assert (wd / wd_lib.MARKER).exists()
+  marker = json.loads((wd / wd_lib.MARKER).read_text())
+  assert marker["format"] == wd_lib.FORMAT and marker["version"] == 1
+  (wd / "checkpoints" / "ckpt-1.index").write_text("x")
+  (wd / "my_notes.txt").write_text("keep me")
+  (wd / "data").mkdir()
+  before = _snapshot(wd.path)
+  with pytest.raises(wd_lib.WorkdirError) as e:
+    wd.clear()
+  msg = str(e.value)
+  assert "\n" not in msg and "nothing was deleted" in msg
+  assert "data, my_notes.txt" in msg and "Fix:" in msg
+  assert _snapshot(wd.path) == before and (wd / "data").is_dir()
+  # The different-config error names the run as sbp_tf's and what
+  # --overwrite deletes.
+  other = tiny_config()
+  other.prune.sparsity = 0.5
+  with pytest.raises(wd_lib.WorkdirError, match="deletes only the files "
+                     "sbp_tf wrote"):
+    wd.check_compatible(other)
+  # Without the foreign entries, clear deletes sbp_tf's files only.
+  (wd / "my_notes.txt").unlink()
+  (wd / "data").rmdir()
+  wd.clear()
+  assert wd.path.is_dir() and not list(wd.path.iterdir())
+
+
+# --- Defect 2: one run per workdir (a real second process). ----------------
+
+_HOLDER = """
+import sys, time
+from sbp_tf.training import workdir as wd_lib
+with wd_lib.Workdir(sys.argv[1]).lock():
+  print("locked", flush=True)
+  time.sleep(120)
+"""
+
+
+def test_second_process_fails_at_once_naming_the_holder(tmp_path):
+  path = tmp_path / "run"
+  holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_env(), cwd=REPO)
+  try:
+    assert holder.stdout.readline().strip() == "locked", holder.stderr.read()
+    t0 = time.time()
+    with pytest.raises(wd_lib.WorkdirLocked) as e:
+      experiment.run(tiny_config(epochs=1), path)
+    assert time.time() - t0 < 10  # at once, not after a wait
+    msg = str(e.value)
+    assert "\n" not in msg and f"pid {holder.pid}" in msg
+    assert "in use by another sbp_tf run" in msg and "Fix:" in msg
+    assert not (path / "config.json").exists()  # nothing written
+  finally:
+    os.kill(holder.pid, signal.SIGKILL)  # a holder killed mid-run ...
+    holder.wait()
+  with wd_lib.Workdir(path).lock():  # ... leaves no stale lock
+    pass
+
+
+# --- Defects 3, 4 and 7 on a real (tiny) finished run. --------------------
+
+@pytest.fixture(scope="module")
+def finished(shared_data, tmp_path_factory):
+  del shared_data  # the data helper finds the offline copy itself
+  cfg = tiny_config()
+  workdir = tmp_path_factory.mktemp("faults") / "run"
+  return cfg, workdir, experiment.run(cfg, workdir)
+
+
+def _interrupted_copy(finished, tmp_path, epochs_done=2):
+  """A copy of the finished run whose state says it stopped after an epoch."""
+  cfg, src, _ = finished
+  dst = tmp_path / "run"
+  shutil.copytree(src, dst)
+  (dst / wd_lib.LOCK).unlink(missing_ok=True)
+  for name in ("results.json", "model.keras", "model_wrapped.keras"):
+    (dst / name).unlink()
+  wd_lib.Workdir(dst).set_state(wd_lib.TRAINING, epochs_done, epochs=2)
+  return cfg, dst
+
+
+def test_finished_run_has_marker_and_no_lock_holder(finished):
+  _, workdir, _ = finished
+  assert wd_lib.Workdir(workdir).exists()
+  assert (workdir / wd_lib.MARKER).exists()
+  assert not (workdir / wd_lib.LOCK_INFO).exists()  # released on exit
+  assert wd_lib.Workdir(workdir).foreign_entries() == []
+
+
+def test_truncated_latest_checkpoint_falls_back_to_the_previous(
+    finished, tmp_path, capsys):
+  cfg, dst = _interrupted_copy(finished, tmp_path)
+  data = dst / "checkpoints" / "ckpt-2.data-00000-of-00001"
+  with open(data, "r+b") as f:
+    f.truncate(min(1000, data.stat().st_size // 2))
+  metrics = experiment.run(cfg, dst)
+  out = capsys.readouterr().out
+  assert "resuming from ckpt-1 (epoch 1)" in out and "1 epoch(s)" in out
+  assert "ckpt-2" in out
+  assert metrics["resumed_from_epoch"] == 1 and metrics["test_accuracy"] > 0.3
+  assert [r["epoch"] for r in wd_lib.Workdir(dst).metrics()] == [1, 2]
+
+
+def test_missing_index_and_bad_older_checkpoint_fall_back_to_init(
+    finished, tmp_path, capsys):
+  cfg, dst = _interrupted_copy(finished, tmp_path)
+  (dst / "checkpoints" / "ckpt-2.index").unlink()
+  (dst / "checkpoints" / "ckpt-1.index").write_bytes(b"garbage, not sstable")
+  metrics = experiment.run(cfg, dst)
+  out = capsys.readouterr().out
+  assert "resuming from init (epoch 0)" in out and "2 epoch(s)" in out
+  assert metrics["resumed_from_epoch"] == 0
+
+
+def test_state_claiming_an_absent_checkpoint_uses_the_newest_intact(
+    finished, tmp_path, capsys):
+  cfg, dst = _interrupted_copy(finished, tmp_path, epochs_done=9)
+  metrics = experiment.run(cfg, dst)
+  out = capsys.readouterr().out
+  assert "ckpt-9" in out and "resuming from ckpt-2 (epoch 2)" in out
+  assert metrics["resumed_from_epoch"] == 2
+
+
+def test_missing_masks_next_to_checkpoints_is_an_error(finished, tmp_path):
+  cfg, dst = _interrupted_copy(finished, tmp_path)
+  (dst / "masks.npz").unlink()
+  with pytest.raises(wd_lib.WorkdirError, match=r"masks\.npz is missing.*"
+                     r"Fix: restore masks\.npz"):
+    experiment.run(cfg, dst)
+  assert (dst / "checkpoints" / "ckpt-2.index").exists()  # nothing lost
+
+
+def test_missing_state_next_to_checkpoints_is_an_error(finished, tmp_path):
+  cfg, dst = _interrupted_copy(finished, tmp_path)
+  (dst / "state.json").unlink()
+  with pytest.raises(wd_lib.WorkdirError, match=r"state\.json is missing.*"
+                     r"newest: epoch 2.*Fix:"):
+    experiment.run(cfg, dst)
+
+
+@pytest.mark.parametrize("name", ["state.json", "config.json"])
+def test_garbage_json_names_the_file_and_the_fix(finished, tmp_path, name):
+  cfg, dst = _interrupted_copy(finished, tmp_path)
+  (dst / name).write_text('{"status": "trai')
+  with pytest.raises(wd_lib.WorkdirError) as e:
+    experiment.run(cfg, dst)
+  msg = str(e.value)
+  assert str(dst / name) in msg and "not valid JSON" in msg
+  assert "Fix: restore" in msg and "\n" not in msg
+
+
+def test_garbage_metrics_json_is_rebuilt_from_csv(finished, tmp_path):
+  cfg, dst = _interrupted_copy(finished, tmp_path)
+  want = json.loads((dst / "metrics.json").read_text())
+  (dst / "metrics.json").write_text("[{\"epoch\": 1, ")
+  metrics = experiment.run(cfg, dst)
+  assert metrics["resumed_from_epoch"] == 2
+  rows = json.loads((dst / "metrics.json").read_text())
+  assert [r["epoch"] for r in rows] == [1, 2]
+  assert rows[0]["accuracy"] == pytest.approx(want[0]["accuracy"])
+
+
+def test_garbage_results_json_of_a_finished_run_is_rebuilt(finished,
+                                                            tmp_path):
+  cfg, src, first = finished
+  dst = tmp_path / "run"
+  shutil.copytree(src, dst)
+  (dst / "results.json").write_text("not json")
+  metrics = experiment.run(cfg, dst)
+  assert metrics["test_accuracy"] == pytest.approx(first["test_accuracy"],
+                                                   abs=1e-6)
+  stored = json.loads((dst / "results.json").read_text())
+  assert stored["test_accuracy"] == metrics["test_accuracy"]
+
+
+def test_workdir_json_helpers_name_the_file(tmp_path):
+  wd = wd_lib.Workdir(tmp_path)
+  wd.create(tiny_config())
+  (tmp_path / "results.json").write_text("{")
+  with pytest.raises(wd_lib.WorkdirError, match="results.json is damaged"):
+    wd.results()
+  wd.write_metrics([{"epoch": 1, "loss": 0.5}])
+  (tmp_path / "metrics.csv").write_text("garbage\n\x00")
+  (tmp_path / "metrics.json").write_text("[")
+  with pytest.raises(wd_lib.WorkdirError, match=r"metrics\.json is damaged"
+                     r".*Fix: delete metrics\.json and metrics\.csv"):
+    wd.metrics()
+
+
+# --- Defect 5: saved zoo models load the documented way, fresh process. ----
+
+_SAVE = """
+import sys
+import sbp_tf
+from sbp_tf import models, pruning, tfmot
+m = models.build("ffnn", 10, (8, 8, 1), depth=2, width=8)
+w = tfmot.wrap(m, pruning.Masks.ones_like(m))
+w.compile(loss="mse")
+w.save(sys.argv[1] + "/a.h5")
+tfmot.strip(w).save(sys.argv[1] + "/model.keras")
+"""
+
+_LOAD = """
+import sys
+import sbp_tf
+import tf_keras
+from sbp_tf import tfmot
+a = tfmot.load_model(sys.argv[1] + "/a.h5")
+b = tf_keras.models.load_model(sys.argv[1] + "/model.keras")
+print("loaded", type(a.layers[2].layer.kernel_initializer).__name__,
+      type(b.layers[2].kernel_initializer).__name__)
+"""
+
+
+def test_zoo_models_load_in_a_fresh_process(tmp_path):
+  saved = _python(_SAVE, tmp_path)
+  assert saved.returncode == 0, saved.stderr[-2000:]
+  out = _python(_LOAD, tmp_path)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "loaded EdgeOfChaos EdgeOfChaos" in out.stdout
+
+
+# --- Defect 10 (part): Keras 3 models get a one-line TypeError. ------------
+
+def test_keras3_model_gets_a_one_line_type_error():
+  keras3 = pytest.importorskip("keras")
+  if not keras3.__version__.startswith("3."):
+    pytest.skip("the keras package is not Keras 3")
+  m3 = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
+  from sbp_tf import tfmot as sbp_tfmot  # pylint: disable=g-import-not-at-top
+  calls = [lambda: pruning.prune(m3, "sbp", 0.5),
+           lambda: sbp_tfmot.wrap(m3, {}),
+           lambda: pruning.Masks.ones_like(m3)]
+  for call in calls:
+    with pytest.raises(TypeError) as e:
+      call()
+    msg = str(e.value)
+    assert "Keras 3 model" in msg and "import sbp_tf" in msg
+    assert "\n" not in msg
+
+
+# --- Item 9 (part): Masks.save/load symmetry, corrupt files name the path. --
+
+def test_masks_load_mirrors_save_and_names_corrupt_files(tmp_path):
+  model = keras.Sequential([keras.layers.Dense(3, input_shape=(4,))])
+  masks = pruning.Masks.ones_like(model)
+  written = masks.save(str(tmp_path / "m"))
+  assert written.endswith("m.npz")
+  back = pruning.Masks.load(str(tmp_path / "m"))
+  assert list(back) == list(masks)
+  raw = open(written, "rb").read()
+  bad = tmp_path / "bad.npz"
+  for data in (raw[:len(raw) // 2], b"\x00" * 64, raw[:40] + b"x" + raw[41:]):
+    bad.write_bytes(data)
+    with pytest.raises(ValueError) as e:
+      pruning.Masks.load(str(bad))
+    assert str(bad) in str(e.value) and "Fix:" in str(e.value)
+  np.testing.assert_array_equal(back[list(back)[0]], masks[list(masks)[0]])
