@@ -38,8 +38,11 @@ WEIGHT_DECAY_MODES = ("l2", "decoupled")
 OPTIMIZERS = ("sgd", "adam")
 SCOPES = ("global", "layerwise")
 ON_COLLAPSE = ("warn", "error", "ignore")
-# Fields that may change between an interrupted run and its resumption.
-RESUME_MUTABLE = ("train.verbose", "export_tflite")
+# Fields that may change between an interrupted run and its resumption:
+# output verbosity, the tflite by-product, and where the data is found (the
+# dataset's name and split sizes still have to match).
+RESUME_MUTABLE = ("train.verbose", "export_tflite", "dataset.data_dir",
+                  "dataset.cache_dir")
 
 _ph = config_dict.placeholder
 

@@ -110,13 +110,37 @@ def _global_batch(config, strategy) -> int:
                          if t.per_replica_batch_scaling else 1)
 
 
-def _load(config, split, batch_size, *, shuffle, augment, limit):
+def _load(config, split, batch_size, *, shuffle, augment, limit,
+          start_step=None, with_info=False):
   from sbp_tf import data  # pylint: disable=g-import-not-at-top
   d = config.dataset
-  ds, _ = data.load(d.name, split, batch_size=batch_size, data_dir=d.data_dir,
-                    shuffle=shuffle, augment=augment, seed=config.seed,
-                    limit=limit, cache_dir=d.cache_dir)
-  return ds
+  ds, info = data.load(d.name, split, batch_size=batch_size,
+                       data_dir=d.data_dir, shuffle=shuffle, augment=augment,
+                       seed=config.seed, limit=limit, cache_dir=d.cache_dir,
+                       start_step=start_step)
+  return (ds, info) if with_info else ds
+
+
+def _train_stream(config, batch, initial_epoch):
+  """(endless train batches from epoch ``initial_epoch`` on, steps per epoch).
+
+  Pass d over the data is shuffled and augmented by seeds that depend only on
+  (config.seed, d), and Keras epoch e consumes batches [e*S, (e+1)*S) of the
+  stream (S = train.steps_per_epoch, or one pass), so a run resumed after
+  any epoch trains on exactly the batches of the uninterrupted run.
+  """
+  from sbp_tf.data import preprocess  # pylint: disable=g-import-not-at-top
+  t, d = config.train, config.dataset
+  ds, info = _load(config, "train", batch, shuffle=True, augment=d.augment,
+                   limit=d.limit_train, start_step=0, with_info=True)
+  size = info.size or min(d.limit_train or info.num_examples["train"],
+                          info.num_examples["train"])
+  steps = t.steps_per_epoch or preprocess.batches_per_epoch(size, batch)
+  if initial_epoch:  # the pass length is known now: position the stream
+    ds, _ = _load(config, "train", batch, shuffle=True, augment=d.augment,
+                  limit=d.limit_train, start_step=initial_epoch * steps,
+                  with_info=True)
+  return ds, steps
 
 
 def _call_prune(model, config, data, strategy):
@@ -263,15 +287,16 @@ def _run_locked(cfg, wd, strategy, overwrite, t_start):
   with sbp_strategy.precision_policy(cfg.train.mixed_precision, strategy):
     with strategy.scope():
       model = build_model(cfg, info)  # bad model options fail here, pre-write
+    # Data not found (a wrong data_dir included) fails here, pre-write too.
+    test_ds, test_info = _load(cfg, "test",
+                               cfg.train.eval_batch_size or batch,
+                               shuffle=False, augment=False,
+                               limit=cfg.dataset.limit_test, with_info=True)
+    _say(f"data: {cfg.dataset.name} from {test_info.source}")
     if overwrite:
       wd.clear()
     wd.create(cfg)
     state = wd.state()
-
-    train_ds = _load(cfg, "train", batch, shuffle=True,
-                     augment=cfg.dataset.augment, limit=cfg.dataset.limit_train)
-    test_ds = _load(cfg, "test", cfg.train.eval_batch_size or batch,
-                    shuffle=False, augment=False, limit=cfg.dataset.limit_test)
 
     masks_path = wd / "masks.npz"
     resumed = (state["status"] in (wd_lib.PRUNED, wd_lib.TRAINING)
@@ -348,11 +373,11 @@ def _run_locked(cfg, wd, strategy, overwrite, t_start):
       _say("TensorBoard logs skipped: the tensorboard package is not "
            "installed (pip install tensorboard).")
     callbacks.append(cb_lib.EpochCheckpoint(wd, manager, t.epochs, kernels))
-    fit_ds = train_ds.repeat() if t.steps_per_epoch else train_ds
     t_fit = time.time()
     if initial_epoch < t.epochs:
+      fit_ds, steps = _train_stream(cfg, batch, initial_epoch)
       wrapped.fit(fit_ds, epochs=t.epochs, initial_epoch=initial_epoch,
-                  steps_per_epoch=t.steps_per_epoch,
+                  steps_per_epoch=steps,
                   validation_data=test_ds if t.validate_each_epoch else None,
                   callbacks=callbacks, verbose=t.verbose)
     fit_s = time.time() - t_fit

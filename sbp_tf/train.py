@@ -18,12 +18,13 @@ completed epoch; on a finished workdir it prints the stored metrics (pass
 from sbp_tf import _env  # noqa: F401  (Keras 2 before TensorFlow)
 
 import json
-import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from sbp_tf import cli
 
 _F = {}  # flag holders, defined by define_flags()
 
@@ -67,26 +68,30 @@ def main(argv):
   # pylint: disable=g-import-not-at-top
   from sbp_tf import config as sbp_config
   from sbp_tf import experiment
+  from sbp_tf.data.sources import DataNotFoundError
   from sbp_tf import strategy as sbp_strategy
   from sbp_tf.training import workdir as wd_lib
   sbp_strategy.split_cpu(_F["num_cpu_devices"].value)  # before TF starts
   cfg = _F["config"].value
   if _F["verbose"].value is not None:
     cfg.train.verbose = _F["verbose"].value
-  cfg = sbp_config.resolve(cfg)  # fails on bad fields before any work
+  try:
+    cfg = sbp_config.resolve(cfg)  # fails on bad fields before any work
+  except (ValueError, TypeError) as e:
+    cli.fail(str(e))
   strategy = sbp_strategy.get(_F["strategy"].value, tpu=_F["tpu"].value)
   try:
     metrics = experiment.run(cfg, _F["workdir"].value, strategy=strategy,
                              overwrite=_F["overwrite"].value)
-  except wd_lib.WorkdirError as e:  # a user-fixable state: one line, exit 1
-    sys.exit(f"[sbp_tf] error: {e}")
+  except (wd_lib.WorkdirError, DataNotFoundError) as e:
+    cli.fail(str(e))  # a user-fixable state: no traceback, exit 1
   print(json.dumps(metrics, indent=1, sort_keys=True, default=str))
 
 
 def run_main():
   """Console-script entry point (``sbp-train``)."""
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from sbp_tf import cli
+
 # Hyperparameters that can be searched and the config field each one sets.
 SPACE_FIELDS = {
     "method": "prune.method",
@@ -257,20 +259,45 @@ def _quiet_logs():
     logging.set_verbosity(logging.WARNING)
 
 
+def _sparsities(values):
+  """--sparsities as floats in [0, 1); one-line exit on anything else."""
+  out = []
+  for v in values:
+    try:
+      f = float(v)
+    except ValueError:
+      f = None
+    if f is None or not 0 <= f < 1:
+      cli.fail(f"--sparsities: {v!r} is not a sparsity in [0, 1). Fix: pass "
+               "comma-separated numbers, e.g. --sparsities=0.9,0.95,0.98.")
+    out.append(f)
+  if not out:
+    cli.fail("--sparsities is empty. Fix: pass e.g. --sparsities=0.9,0.95.")
+  return tuple(out)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   _quiet_logs()
   from sbp_tf import config as sbp_config  # pylint: disable=g-import-not-at-top
   from sbp_tf import strategy as sbp_strategy  # pylint: disable=g-import-not-at-top
-  cfg = sbp_config.resolve(_F["config"].value)
+  from sbp_tf.data.sources import DataNotFoundError  # pylint: disable=g-import-not-at-top
+  from sbp_tf.training import workdir as wd_lib  # pylint: disable=g-import-not-at-top
+  try:
+    cfg = sbp_config.resolve(_F["config"].value)
+  except (ValueError, TypeError) as e:
+    cli.fail(str(e))
   space = dict(method=tuple(_F["methods"].value),
-               sparsity=tuple(float(s) for s in _F["sparsities"].value))
+               sparsity=_sparsities(_F["sparsities"].value))
   strategy = sbp_strategy.get(_F["strategy"].value, tpu=_F["tpu"].value)
-  rows = search(cfg, _F["workdir"].value, tuner=_F["tuner"].value,
-                max_trials=_F["max_trials"].value,
-                params=_F["params"].value, space=space, strategy=strategy,
-                overwrite=_F["overwrite"].value)
+  try:
+    rows = search(cfg, _F["workdir"].value, tuner=_F["tuner"].value,
+                  max_trials=_F["max_trials"].value,
+                  params=_F["params"].value, space=space, strategy=strategy,
+                  overwrite=_F["overwrite"].value)
+  except (wd_lib.WorkdirError, DataNotFoundError) as e:
+    cli.fail(str(e))  # a user-fixable state: no traceback, exit 1
   print((pathlib.Path(_F["workdir"].value) / "tune_results.md").read_text())
   print(json.dumps(rows[0] if rows else {}, indent=1, default=str))
 
@@ -278,7 +305,7 @@ def main(argv):
 def run_main():
   """Console-script entry point (``sbp-tune``)."""
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)
 
 
 if __name__ == "__main__":

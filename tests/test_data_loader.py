@@ -46,6 +46,12 @@ def test_info_for_every_name():
 
 def test_missing_data_error_lists_every_place(tmp_path, monkeypatch):
   monkeypatch.setenv("SBP_DATA_DIR", str(tmp_path / "env_root"))
+  # A data_dir that does not exist is an error of its own (issue 13).
+  with pytest.raises(data.DataNotFoundError,
+                     match="data_dir .*arg_root' does not exist"):
+    data.load("cifar100", "train", data_dir=tmp_path / "arg_root",
+              cache_dir=tmp_path / "c", download=False)
+  (tmp_path / "arg_root").mkdir()  # exists, but without the dataset
   with pytest.raises(data.DataNotFoundError) as e:
     data.load("cifar100", "train", data_dir=tmp_path / "arg_root",
               cache_dir=tmp_path / "c", download=False)

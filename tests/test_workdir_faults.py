@@ -3,7 +3,9 @@
 Each test reproduces one defect of the issue and failed before its fix:
 foreign folders with --overwrite, concurrent processes, truncated and
 missing checkpoints, garbage JSON, missing masks/state, saved formats in a
-fresh process, Keras 3 models, corrupt mask files. The experiment tests
+fresh process, Keras 3 models, corrupt mask files, kill-and-resume with
+augmentation (bit for bit), data paths on resume, and one-line errors of
+the binaries for command-line mistakes. The experiment tests
 share one tiny finished run (2 epochs of a 3-layer MLP on 512 images) and
 work on copies of it.
 """
@@ -365,3 +367,145 @@ def test_masks_load_mirrors_save_and_names_corrupt_files(tmp_path):
       pruning.Masks.load(str(bad))
     assert str(bad) in str(e.value) and "Fix:" in str(e.value)
   np.testing.assert_array_equal(back[list(back)[0]], masks[list(masks)[0]])
+
+
+# --- Defect 6: a resumed run is the run that was interrupted. --------------
+
+class _Interrupted(Exception):
+  pass
+
+
+def _kernels(workdir, epoch):
+  from sbp_tf.compat import tf  # pylint: disable=g-import-not-at-top
+  reader = tf.train.load_checkpoint(str(workdir / "checkpoints" /
+                                        f"ckpt-{epoch}"))
+  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+          if "OPTIMIZER_SLOT" not in k and k.startswith("model/")}
+
+
+@pytest.mark.parametrize("steps_per_epoch", [None, 5])
+def test_kill_and_resume_reproduces_the_uninterrupted_run_bit_for_bit(
+    shared_data, tmp_path, monkeypatch, steps_per_epoch):
+  # Augmentation on, 448 images in 7 batches of 64; steps_per_epoch=5 makes
+  # epochs straddle passes over the data. The run is stopped right after
+  # epoch 1's checkpoint (as a kill there would) and resumed.
+  del shared_data
+  from sbp_tf import callbacks as cb_lib  # pylint: disable=g-import-not-at-top
+  cfg = tiny_config(epochs=3, steps_per_epoch=steps_per_epoch)
+  cfg.dataset.augment, cfg.dataset.limit_train = True, 448
+  full = experiment.run(cfg, tmp_path / "full")
+  original = cb_lib.EpochCheckpoint.on_epoch_end
+
+  def stop_after_epoch_1(self, epoch, logs=None):
+    original(self, epoch, logs)
+    if epoch + 1 == 1:
+      raise _Interrupted()
+
+  monkeypatch.setattr(cb_lib.EpochCheckpoint, "on_epoch_end",
+                      stop_after_epoch_1)
+  with pytest.raises(_Interrupted):
+    experiment.run(cfg, tmp_path / "resumed")
+  monkeypatch.setattr(cb_lib.EpochCheckpoint, "on_epoch_end", original)
+  assert wd_lib.Workdir(tmp_path / "resumed").state()["epochs_done"] == 1
+  resumed = experiment.run(cfg, tmp_path / "resumed")
+  assert resumed["resumed_from_epoch"] == 1
+  want, got = _kernels(tmp_path / "full", 3), _kernels(tmp_path / "resumed", 3)
+  assert sorted(want) == sorted(got) and len(want) >= 3
+  for k in want:
+    assert np.array_equal(want[k], got[k]), k
+  assert resumed["test_accuracy"] == full["test_accuracy"]
+
+
+def test_train_stream_epoch_depends_only_on_seed_and_epoch():
+  from sbp_tf.data import catalog, preprocess  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 256, (10, 8, 8, 1), np.uint8)
+  y = np.arange(10, dtype=np.int32)
+  meta = catalog.info("mnist")
+  meta = type(meta)(**{**meta.__dict__, "input_shape": (8, 8, 1)})
+
+  def take(start, n, seed=0):
+    ds = preprocess.from_arrays(x, y, meta, batch_size=4, shuffle=True,
+                                augment="pad_crop", seed=seed,
+                                start_step=start)
+    return [(a.numpy(), b.numpy()) for a, b in ds.take(n)]
+
+  whole = take(0, 9)  # 3 batches per pass: passes 0, 1, 2
+  for start in (1, 3, 4, 8):
+    part = take(start, 9 - start)
+    for (a, b), (c, d) in zip(whole[start:], part):
+      assert np.array_equal(a, c) and np.array_equal(b, d)
+  passes = [np.concatenate([b for _, b in whole[i:i + 3]]) for i in (0, 3, 6)]
+  assert all(sorted(p) == list(range(10)) for p in passes)  # each a pass
+  assert not np.array_equal(passes[0], passes[1])  # reshuffled per pass
+  assert not np.array_equal(take(0, 1, seed=1)[0][1], whole[0][1])
+
+
+# --- Defect 8: data paths are where data is found, not the experiment. ----
+
+def test_resume_with_another_data_dir_is_allowed_and_logs_the_copy(
+    finished, tmp_path, capsys, shared_data):
+  cfg, dst = _interrupted_copy(finished, tmp_path, epochs_done=1)
+  moved = cfg.copy_and_resolve_references()
+  moved.dataset.data_dir = str(shared_data)  # the data "moved" mid-run
+  moved.dataset.cache_dir = str(tmp_path / "cache")
+  metrics = experiment.run(moved, dst)
+  out = capsys.readouterr().out
+  assert metrics["resumed_from_epoch"] == 1
+  data_lines = [l for l in out.splitlines() if l.startswith("[sbp_tf] data:")]
+  assert len(data_lines) == 1 and str(shared_data) in data_lines[0], out
+  # The dataset and its split sizes are still the run's identity.
+  other = moved.copy_and_resolve_references()
+  other.dataset.limit_train = 256
+  with pytest.raises(wd_lib.WorkdirError, match=r"dataset\.limit_train"):
+    wd_lib.Workdir(dst).check_compatible(other)
+
+
+def test_explicit_data_dir_that_does_not_exist_is_an_error(tmp_path):
+  from sbp_tf.data import sources  # pylint: disable=g-import-not-at-top
+  cfg = tiny_config(epochs=1)
+  cfg.dataset.data_dir = str(tmp_path / "nope")
+  with pytest.raises(sources.DataNotFoundError) as e:
+    experiment.run(cfg, tmp_path / "run")
+  assert f"data_dir {str(tmp_path / 'nope')!r} does not exist" in str(e.value)
+  assert "--config.dataset.data_dir=" in str(e.value)
+  assert not (tmp_path / "run" / "config.json").exists()  # nothing written
+  text = sources.how_to_provide("cifar10")
+  assert "--config.dataset.data_dir=" in text and "SBP_DATA_DIR" in text
+  assert "flag --data_dir" not in text
+
+
+# --- Defect 9 (binaries): user mistakes are one line, no traceback. -------
+
+_GOOD = "configs/cpu_fashion_mnist_ffnn.py"
+
+
+@pytest.mark.parametrize("binary,args,want", [
+    ("train", ["--config=configs/nope.py"],
+     "config file 'configs/nope.py' does not exist"),
+    ("train", ["--config={tmp}/syntax.py"], "is not valid Python: "),
+    ("train", ["--config={tmp}/noget.py"], "defines no get_config()"),
+    ("train", [f"--config={_GOOD}", "--config.train.epoch=3"],
+     "unknown field --config.train.epoch=3"),
+    ("train", [f"--config={_GOOD}", "--config.dataset.data_dir={tmp}/nodata"],
+     "data_dir '{tmp}/nodata' does not exist"),
+    ("tune", [f"--config={_GOOD}", "--sparsities=abc"],
+     "--sparsities: 'abc' is not a sparsity in [0, 1)"),
+])
+def test_binary_user_mistakes_are_one_line_errors(tmp_path, binary, args,
+                                                  want):
+  (tmp_path / "syntax.py").write_text("def get_config(:\n  pass\n")
+  (tmp_path / "noget.py").write_text("X = 1\n")
+  args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+  out = subprocess.run(
+      [sys.executable, "-m", f"sbp_tf.{binary}", *args,
+       f"--workdir={tmp_path}/w"],
+      capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
+  assert out.returncode != 0
+  assert "Traceback" not in out.stderr, out.stderr[-3000:]
+  last = out.stderr.strip().splitlines()[-1]
+  assert last.startswith("[sbp_tf] error: ") and "Fix:" in last, last
+  assert want.replace("{tmp}", str(tmp_path)) in last, last
+  if "epoch=3" in want:
+    assert 'Did you mean "epochs"' in last
+  assert not (tmp_path / "w").exists()  # nothing written

@@ -156,7 +156,7 @@ def _tfds_load(name, split_str, data_dir, download, searched):
 
 def load(name, split, *, batch_size=128, data_dir=None, shuffle=None,
          augment=None, seed=0, limit=None, drop_remainder=False,
-         cache_dir=None, balanced=None, download=True):
+         cache_dir=None, balanced=None, download=True, start_step=None):
   """Loads a dataset split as a batched, normalized, prefetched tf.data pipeline.
 
   Images are normalized per channel c as (pixel / 255 - mean[c]) / std[c]
@@ -185,6 +185,15 @@ def load(name, split, *, batch_size=128, data_dir=None, shuffle=None,
       and archive copies list examples class by class, so "the first N" would
       hold only the first classes; pass False for the plain first N.
     download: let tfds download when nothing local is found.
+    start_step: None (default): one pass over the data per iteration,
+      reshuffled and re-augmented on every new iteration. An int k: an
+      endless stream of batches positioned at batch k, in which pass
+      (epoch) d's order and augmentation depend only on (seed, d), so a
+      training run resumed at step k sees exactly the batches the
+      uninterrupted run saw (``info.size`` examples, i.e.
+      ceil(size / batch_size) batches, per pass). imagenet2012 read through
+      tfds (no local copy) only repeats, reshuffled per pass (a note says
+      so).
 
   Returns:
     (dataset of (float32 [B, H, W, C], int32 [B]) batches, DatasetInfo) where
@@ -231,7 +240,8 @@ def load(name, split, *, batch_size=128, data_dir=None, shuffle=None,
 
   src, searched = sources.find_local(name, data_dir)
   kwargs = dict(batch_size=batch_size, shuffle=shuffle, augment=augment,
-                seed=seed, drop_remainder=drop_remainder)
+                seed=seed, drop_remainder=drop_remainder,
+                start_step=start_step)
   if src is not None and name == "imagenet2012":
     tree = formats.find_tree_root(src.path, depth=1)
     paths, y, classes = formats.list_image_folder(tree, base)
@@ -260,6 +270,14 @@ def load(name, split, *, batch_size=128, data_dir=None, shuffle=None,
       if shuffle:
         ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
       out = dataclasses.replace(meta, class_names=classes, source=source)
+      if start_step is not None:
+        # A tfds stream has no index to reorder by; it repeats, reshuffled
+        # per pass, and a resumed run restarts the order at pass 1.
+        print("[sbp_tf] note: imagenet2012 read through tfds repeats "
+              "reshuffled each pass; a resumed run will not see the exact "
+              "batches of the uninterrupted one (use a local image folder "
+              "for that).", flush=True)
+        ds = ds.repeat()
       return preprocess.from_images(ds, out, batch_size=batch_size,
                                     augment=augment, seed=seed,
                                     drop_remainder=drop_remainder), out

@@ -5,6 +5,11 @@ Randomness comes from stateless ops whose seeds are drawn from
 the data, so the same seed gives the same images in the same order in every
 run, a new epoch gives new crops/flips, and parallel maps stay deterministic.
 
+With ``start_step=k`` the pipeline is instead an endless stream of batches
+positioned at batch k, in which data epoch d's order and augmentation depend
+only on (seed, d) (stateless seeds folded from them): a training run resumed
+at any step sees exactly the batches the uninterrupted run would have seen.
+
 Usage::
 
     ds = from_arrays(x_uint8, y, meta, batch_size=128, shuffle=True,
@@ -98,13 +103,55 @@ def _seeds(seed):
       seed=seed, rerandomize_each_iteration=True).batch(2)
 
 
+def batches_per_epoch(n, batch_size, drop_remainder=False):
+  """Batches in one pass over ``n`` examples."""
+  return n // batch_size if drop_remainder else -(-n // batch_size)
+
+
+def _epoch_stream(n, make_epoch, *, batch_size, shuffle, seed, drop_remainder,
+                  start_step):
+  """Endless concatenation of ``make_epoch(indices, epoch_seed)`` from batch
+  ``start_step`` on; epoch d's index order and seed depend only on (seed, d)."""
+  nb = batches_per_epoch(n, batch_size, drop_remainder)
+  if nb < 1:
+    raise ValueError(f"{n} examples make no batch of {batch_size} with "
+                     "drop_remainder=True; lower batch_size.")
+  if (isinstance(start_step, bool) or int(start_step) != start_step
+      or start_step < 0):
+    raise ValueError(f"start_step must be an int >= 0, got {start_step!r}.")
+  first, skip = divmod(int(start_step), nb)
+  base = tf.constant([int(seed), 0x5B9], tf.int64)
+
+  def one_epoch(d):
+    epoch_seed = tf.random.experimental.stateless_fold_in(base, d)
+    idx = tf.range(n, dtype=tf.int64)
+    if shuffle:
+      keys = tf.random.stateless_uniform([n], epoch_seed, minval=None,
+                                         maxval=None, dtype=tf.int64)
+      idx = tf.cast(tf.argsort(keys, stable=True), tf.int64)
+    return make_epoch(idx, epoch_seed)
+
+  ds = tf.data.Dataset.range(first, 2**62).flat_map(one_epoch)
+  return ds.skip(skip) if skip else ds
+
+
+def _fold(seed, b):
+  return tf.random.experimental.stateless_fold_in(seed, b)
+
+
 def from_arrays(x, y, meta, *, batch_size, shuffle, augment, seed,
-                drop_remainder=False):
+                drop_remainder=False, start_step=None):
   """Batched, prefetched (float32 normalized NHWC, int32) dataset of arrays.
 
   Order: shuffle (seeded, reshuffled each epoch) -> batch -> augment (batched,
-  stateless, seeded) -> normalize -> prefetch.
+  stateless, seeded) -> normalize -> prefetch. With ``start_step=k``: an
+  endless stream from batch k on, epoch d shuffled and augmented by seeds
+  that depend only on (seed, d) (see the module docstring).
   """
+  if start_step is not None:
+    return _array_stream(x, y, meta, batch_size=batch_size, shuffle=shuffle,
+                         augment=augment, seed=seed,
+                         drop_remainder=drop_remainder, start_step=start_step)
   ds = tf.data.Dataset.from_tensor_slices((x, y))
   if shuffle:
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
@@ -126,9 +173,64 @@ def from_arrays(x, y, meta, *, batch_size, shuffle, augment, seed,
   return ds.prefetch(AUTOTUNE)
 
 
+def _array_stream(x, y, meta, *, batch_size, shuffle, augment, seed,
+                  drop_remainder, start_step):
+  xt, yt = tf.constant(x), tf.constant(y)
+  mean, std = meta.mean, meta.std
+  pad = PAD.get(meta.name, 4)
+  flip = augment == "pad_crop_flip"
+
+  def batches(idx, epoch_seed):
+    ds = tf.data.Dataset.from_tensor_slices(idx).batch(
+        batch_size, drop_remainder=drop_remainder).enumerate()
+    return ds.map(lambda b, i: (i, _fold(epoch_seed, b)))
+
+  def make(i, s):
+    images = tf.gather(xt, i)
+    if augment:
+      images = pad_crop_flip(images, s, pad, flip)
+    return normalize(images, mean, std), tf.gather(yt, i)
+
+  ds = _epoch_stream(len(x), batches, batch_size=batch_size, shuffle=shuffle,
+                     seed=seed, drop_remainder=drop_remainder,
+                     start_step=start_step)
+  return ds.map(make, num_parallel_calls=AUTOTUNE,
+                deterministic=True).prefetch(AUTOTUNE)
+
+
+def _decode(path):
+  return tf.io.decode_image(tf.io.read_file(path), channels=3,
+                            expand_animations=False)
+
+
 def from_files(paths, labels, meta, *, batch_size, shuffle, augment, seed,
-               drop_remainder=False):
+               drop_remainder=False, start_step=None):
   """Like from_arrays, decoding image files on the fly (ImageNet-sized sets)."""
+  if start_step is not None:
+    pt, lt = tf.constant(list(paths)), tf.constant(labels)
+    size = meta.input_shape[0]
+    mean, std = meta.mean, meta.std
+
+    def one(j, i, epoch_seed):
+      image = _decode(tf.gather(pt, i))
+      if augment:
+        image = resized_crop_flip(image, _fold(epoch_seed, j), size)
+      else:
+        image = center_crop(image, size)
+      return image, tf.gather(lt, i)
+
+    def epoch(idx, epoch_seed):
+      ds = tf.data.Dataset.from_tensor_slices(idx).enumerate().map(
+          lambda j, i: one(j, i, epoch_seed), num_parallel_calls=AUTOTUNE,
+          deterministic=True)
+      return ds.batch(batch_size, drop_remainder=drop_remainder)
+
+    ds = _epoch_stream(len(paths), epoch, batch_size=batch_size,
+                       shuffle=shuffle, seed=seed,
+                       drop_remainder=drop_remainder, start_step=start_step)
+    ds = ds.map(lambda i, l: (normalize(i, mean, std), tf.cast(l, tf.int32)),
+                num_parallel_calls=AUTOTUNE, deterministic=True)
+    return ds.prefetch(AUTOTUNE)
   ds = tf.data.Dataset.from_tensor_slices((list(paths), labels))
   if shuffle:
     ds = ds.shuffle(min(len(paths), 100_000), seed=seed,

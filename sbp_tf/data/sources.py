@@ -2,7 +2,9 @@
 
 Search order for ``find(name, data_dir)``:
 
-1. ``data_dir`` (the folder itself may be the dataset folder or an archive);
+1. ``data_dir`` (the folder itself may be the dataset folder or an archive;
+   a ``data_dir`` that does not exist is a DataNotFoundError, never a
+   silent fallback to another copy);
 2. every folder in $SBP_DATA_DIR (``os.pathsep``-separated);
 3. the project's offline folder ``<repo>/../shared/data`` when it exists;
 4. ``tfds.load`` (honouring ``data_dir``), without downloading, then with
@@ -127,6 +129,13 @@ def search_roots(data_dir):
 def find_local(name, data_dir) -> "tuple[Optional[Source], List[str]]":
   """The first local copy of ``name``, and the list of places searched."""
   searched = []
+  if data_dir and not pathlib.Path(data_dir).expanduser().exists():
+    # An explicit path that is wrong must not silently pick another copy.
+    raise DataNotFoundError(
+        f"data_dir {str(data_dir)!r} does not exist (looking for {name}). "
+        "Fix: pass the folder that holds the dataset (sbp_tf.train: "
+        "--config.dataset.data_dir=/path), or leave data_dir unset to search "
+        "$SBP_DATA_DIR and the default places.")
   for root, explicit in search_roots(data_dir):
     spec = LOCAL_NAMES[name]
     subs = [s for k in ("idx", "pickle", "tree") for s in spec.get(k, ())]
@@ -145,7 +154,8 @@ def find_local(name, data_dir) -> "tuple[Optional[Source], List[str]]":
 def how_to_provide(name):
   spec = LOCAL_NAMES[name]
   lines = [f"How to provide {name}: put one of these into a folder and pass it "
-           "as data_dir=... (flag --data_dir) or set SBP_DATA_DIR to it:"]
+           "as data_dir=... (sbp_tf.train / sbp_tf.tune: "
+           "--config.dataset.data_dir=/path) or set SBP_DATA_DIR to it:"]
   if "idx" in spec:
     lines.append(f"  - a folder {spec['idx'][0]!r} with train-images-idx3-ubyte.gz,"
                  " train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
