@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ import pytest
 from sbp_tf import config as sbp_config
 from sbp_tf import experiment
 from sbp_tf import pruning
-from sbp_tf.compat import keras
+from sbp_tf.compat import keras, tf
 from sbp_tf.training import workdir as wd_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -509,3 +510,146 @@ def test_binary_user_mistakes_are_one_line_errors(tmp_path, binary, args,
   if "epoch=3" in want:
     assert 'Did you mean "epochs"' in last
   assert not (tmp_path / "w").exists()  # nothing written
+
+
+# --- Defect 9 (rest): unusable workdirs; data checked before tracing. -------
+def test_workdir_that_is_a_file_or_read_only_names_path_and_fix(
+    tmp_path, monkeypatch):
+  f = tmp_path / "afile"
+  f.write_text("x")
+  with pytest.raises(wd_lib.WorkdirError, match="is not a folder.*Fix:"):
+    with wd_lib.Workdir(f).lock():
+      pass
+  ro = tmp_path / "ro"
+  ro.mkdir()
+  monkeypatch.setattr(wd_lib.os, "access", lambda *a, **k: False)
+  with pytest.raises(wd_lib.WorkdirError,
+                     match=f"{ro}.*not writable.*Fix: make it writable"):
+    with wd_lib.Workdir(ro).lock():
+      pass
+
+
+def test_binary_workdir_that_is_a_file_is_a_one_line_error(tmp_path):
+  f = tmp_path / "afile"
+  f.write_text("x")
+  out = subprocess.run(
+      [sys.executable, "-m", "sbp_tf.train", f"--config={_GOOD}",
+       f"--workdir={f}"],
+      capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
+  assert out.returncode == 1
+  assert "Traceback" not in out.stderr, out.stderr[-3000:]
+  last = out.stderr.strip().splitlines()[-1]
+  assert last.startswith("[sbp_tf] error: ") and str(f) in last, last
+  assert "Fix:" in last and f.read_text() == "x"
+
+
+def _mlp(n_in=8, classes=3):
+  keras.utils.set_random_seed(0)
+  inp = keras.Input((n_in,))
+  h = keras.layers.Dense(16, activation="relu")(inp)
+  return keras.Model(inp, keras.layers.Dense(classes)(h))
+
+
+def _xy(n=16, n_in=8, classes=3):
+  rng = np.random.default_rng(0)
+  return (rng.normal(size=(n, n_in)).astype("float32"),
+          rng.integers(0, classes, n).astype("int64"))
+
+
+@pytest.mark.parametrize("bad,match", [
+    ("range", r"Labels out of range: found 1\.\.5.*\[0, 3\).*Fix:"),
+    ("onehot", r"one-hot\?.*Fix: pass integer labels"),
+    ("shape", r"images have shape \(7,\).*expects \(8,\).*Fix:"),
+    ("unbatched", r"single examples of shape \(8,\).*Fix: batch it"),
+    ("nonint", r"not class indices.*Fix:"),
+])
+def test_prune_checks_the_first_batch_before_tracing(bad, match):
+  model = _mlp()
+  x, y = _xy()
+  before = [w.copy() for w in model.get_weights()]
+  data = (x, y)
+  if bad == "range":
+    data = (x, np.where(y == 0, 5, y))
+  elif bad == "onehot":
+    data = (x, np.eye(3, dtype="float32")[y])
+  elif bad == "shape":
+    data = (x[:, :7], y)
+  elif bad == "unbatched":
+    data = tf.data.Dataset.from_tensor_slices((x, y))
+  elif bad == "nonint":
+    data = (x, y + 0.5)
+  with pytest.raises(ValueError, match=match):
+    pruning.prune(model, "sbp", 0.5, data)
+  for a, b in zip(before, model.get_weights()):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_prune_accepts_valid_data_without_warnings():
+  x, y = _xy()
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    pruning.prune(_mlp(), "sbp", 0.5, (x, y))
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    pruning.prune(_mlp(), "sbp", 0.5, ds, num_batches=2)
+    pruning.prune(_mlp(), "synflow", 0.5, None, rounds=2)
+    pruning.prune(_mlp(), "magnitude", 0.5)
+    # a regression model with a custom loss: float targets are fine
+    reg = _mlp(classes=1)
+    pruning.prune(reg, "sbp", 0.5, (x, x[:, :1] * 1.7),
+                  loss=lambda t, p: tf.reduce_mean((t - p) ** 2, -1))
+
+
+# --- Defect 10 (rest): a called subclassed model. ----------------------------
+class _Sub(keras.Model):
+
+  def __init__(self):
+    super().__init__(name="sub")
+    self.d1 = keras.layers.Dense(8, activation="relu")
+    self.d2 = keras.layers.Dense(8)
+
+  def call(self, x):
+    return x + self.d2(self.d1(x))
+
+
+@pytest.mark.parametrize("method", ["magnitude", "sbp"])
+def test_called_subclassed_model_prunes_without_connectivity(method):
+  keras.utils.set_random_seed(0)
+  model = _Sub()
+  x, y = _xy(classes=8)
+  model(x)
+  res = pruning.prune(model, method, 0.5, (x, y))
+  assert res.diagnostics["connected"] is None
+  assert res.diagnostics["reachable_fraction"] is None
+  assert abs(res.masks.density() - 0.5) < 0.01
+
+
+# --- Defect 11: umask, warnings for suspicious but valid input. -------------
+def test_workdir_files_honour_the_umask(tmp_path):
+  old = os.umask(0o022)
+  try:
+    wd_lib.write_json(tmp_path / "a.json", {"a": 1})
+    wd_lib.write_text(tmp_path / "b.txt", "b")
+    wd_lib.Workdir(tmp_path).write_metrics([{"epoch": 1, "loss": 0.5}])
+  finally:
+    os.umask(old)
+  for name in ("a.json", "b.txt", "metrics.json", "metrics.csv"):
+    assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_prune_warns_on_suspicious_data_and_empty_masks():
+  x, y = _xy()
+  with pytest.warns(UserWarning, match="labels are floats"):
+    pruning.prune(_mlp(), "sbp", 0.5, (x, y.astype("float32")))
+  xi = (np.abs(x) * 100).astype("uint8")
+  with pytest.warns(UserWarning, match="uint8 in 0-255.*Fix:"):
+    pruning.prune(_mlp(), "sbp", 0.5, (xi, y))
+  ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+  with pytest.warns(UserWarning, match="num_batches=5.*only 2 batch"):
+    pruning.prune(_mlp(), "sbp", 0.5, ds, num_batches=5)
+  with pytest.warns(UserWarning, match="keep 0 of 176 weights"):
+    pruning.prune(_mlp(), "magnitude", 0.999, on_collapse="ignore")
+  model = _mlp()
+  zero = pruning.Masks({k: np.zeros_like(m) for k, m in
+                        pruning.Masks.ones_like(model).items()})
+  with pytest.warns(UserWarning, match="keep 0 of"):
+    zero.apply(model)

@@ -61,7 +61,13 @@ def connectivity(model, masks: Optional[Mapping[str, np.ndarray]] = None
   Returns:
     :class:`Connectivity`.
   """
-  in_shape = model.input_shape
+  try:
+    in_shape = model.input_shape
+  except AttributeError:  # a subclassed model: no static input shape
+    raise ValueError(
+        f"connectivity needs one input of fixed shape; model {model.name!r} "
+        "has no input_shape (a subclassed model). Fix: use a Sequential or "
+        "functional model.") from None
   if isinstance(in_shape, list) or any(d is None for d in in_shape[1:]):
     raise ValueError(f"connectivity needs one input of fixed shape, got "
                      f"{in_shape}. Fix: build the model with a full input_shape.")

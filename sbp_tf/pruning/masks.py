@@ -13,6 +13,7 @@ Usage::
 
 import json
 import os
+import warnings
 from typing import Dict, Iterator, List, Mapping, Optional
 
 import numpy as np
@@ -196,8 +197,17 @@ class Masks(Mapping):
                          "prune the whole model or pass complete=False.")
 
   def apply(self, model) -> None:
-    """Zeroes pruned weights in place: ``W <- W * mask`` for every key."""
+    """Zeroes pruned weights in place: ``W <- W * mask`` for every key.
+
+    Warns when the masks keep no weight at all (the model then outputs a
+    constant).
+    """
     self.validate(model)
+    if self.size() and not self.kept():
+      warnings.warn(
+          f"These masks keep 0 of {self.size()} weights: every prunable "
+          "weight becomes zero and the model outputs a constant. Fix: lower "
+          "the sparsity (or check the masks file).", stacklevel=2)
     for t in prunable_targets(model):
       if t.key in self._m:
         v = t.variable

@@ -22,7 +22,7 @@ from typing import Dict
 import numpy as np
 
 from sbp_tf import compat
-from sbp_tf.compat import keras
+from sbp_tf.compat import keras, tf
 from sbp_tf.pruning import diagnostics, rescale as rescale_lib
 from sbp_tf.pruning import scores as methods_lib
 from sbp_tf.pruning import saliency, schedule, state, threshold
@@ -74,8 +74,98 @@ def _resolve_method(method):
   return methods_lib.get(method)
 
 
+def _static_shape(model, attr):
+  try:
+    shape = getattr(model, attr)
+  except (AttributeError, ValueError, RuntimeError):  # subclassed / unbuilt
+    return None
+  if isinstance(shape, list) or not isinstance(shape, tuple):
+    return None  # several inputs / outputs: not checked
+  return shape
+
+
+def _check_data(model, data, loss, num_batches):
+  """Checks the first batch against the model before anything is traced.
+
+  Raises ValueError for an unbatched Dataset, images of the wrong shape and
+  (default loss only) one-hot or out-of-range labels; warns for float labels,
+  uint8 0-255 images and ``num_batches`` beyond the data.
+  """
+  if isinstance(data, tf.data.Dataset):
+    n = int(data.cardinality())
+    if n > 0 and num_batches > n:  # n == 0: the empty error below
+      warnings.warn(f"num_batches={num_batches} but the dataset holds only {n} "
+                    f"batch(es); the saliency uses {n}. Fix: pass "
+                    f"num_batches<={n} or more data.")
+    first = next(iter(data.take(1)), None)
+    if first is None:
+      raise ValueError("The dataset is empty. Fix: pass a dataset of (x, y) "
+                       "batches.")
+    x, y = first[0], first[1]
+  else:
+    x, y = data[0], data[1]
+    if num_batches > 1:
+      warnings.warn(f"num_batches={num_batches} but data=(x, y) is one batch; "
+                    "the saliency uses 1. Fix: pass a batched tf.data.Dataset "
+                    "for several batches.")
+  in_shape = _static_shape(model, "input_shape")
+  xs = tf.nest.flatten(x)
+  if in_shape is not None and len(xs) == 1:
+    got = tuple(np.shape(xs[0]))
+    want = tuple(in_shape[1:])
+    fits = lambda a, b: len(a) == len(b) and all(
+        w is None or int(g) == int(w) for g, w in zip(a, b))
+    if fits(got, want) and isinstance(data, tf.data.Dataset):
+      raise ValueError(
+          f"The dataset yields single examples of shape {got}, not batches "
+          f"(the model expects {in_shape}). Fix: batch it, e.g. "
+          "data=ds.batch(128).")
+    if not fits(got[1:], want):
+      raise ValueError(
+          f"The data's images have shape {got[1:]} (batch {got}) but the model "
+          f"expects {want} (input_shape {in_shape}). Fix: reshape/resize the "
+          "inputs or build the model for this input shape.")
+  if len(xs) == 1:
+    xv = np.asarray(xs[0])
+    if xv.dtype == np.uint8 and xv.size and int(xv.max()) > 1:
+      warnings.warn("The images are uint8 in 0-255; the saliency sees them "
+                    "unscaled. Fix: pass float images, e.g. x / 255.0.")
+  if loss is not None:
+    return  # a custom loss: labels are the user's business
+  yv = np.asarray(y)
+  out_shape = _static_shape(model, "output_shape")
+  classes = (int(out_shape[-1]) if out_shape is not None and len(out_shape) > 1
+             and out_shape[-1] is not None else None)
+  if yv.ndim >= 2 and yv.shape[-1] > 1:
+    raise ValueError(
+        f"The labels have shape {yv.shape} (one-hot?) but the default loss is "
+        "sparse categorical cross-entropy on integer labels. Fix: pass "
+        "integer labels (np.argmax(y, -1)) or loss=CategoricalCrossentropy("
+        "from_logits=True).")
+  if yv.size == 0:
+    return
+  if np.issubdtype(yv.dtype, np.floating):
+    if not np.all(np.isfinite(yv)) or np.any(yv != np.round(yv)):
+      raise ValueError(
+          "The labels are floats that are not class indices (non-integer "
+          "values) while the default loss expects integer labels. Fix: pass "
+          "integer class labels, or a loss= for your targets.")
+    warnings.warn("The labels are floats; the default loss casts them to "
+                  "integer class indices. Fix: pass integer labels "
+                  "(y.astype('int64')).")
+  elif not np.issubdtype(yv.dtype, np.integer):
+    return
+  lo, hi = int(np.min(yv)), int(np.max(yv))
+  if lo < 0 or (classes is not None and hi >= classes):
+    raise ValueError(
+        f"Labels out of range: found {lo}..{hi}, the model has "
+        f"{classes} output classes (labels must be in [0, {classes})). Fix: "
+        "map the labels to 0..num_classes-1 or build the model with more "
+        "classes.")
+
+
 def _validate(model, method, sparsity, data, scope, num_batches, rescale,
-              rounds, on_collapse, strategy):
+              rounds, on_collapse, strategy, loss=None):
   compat.check_not_keras3(model, "sbp_tf.pruning.prune")
   if not isinstance(model, keras.Model):
     raise TypeError(f"model must be a tf.keras (tf_keras) Model, got "
@@ -100,6 +190,7 @@ def _validate(model, method, sparsity, data, scope, num_batches, rescale,
   mode = rescale_lib.normalize_mode(rescale)
   if m.needs_data:
     saliency.as_dataset(data)  # raises on None / label-less / empty tuple
+    _check_data(model, data, loss, num_batches)
   if strategy is not None:
     bad = [t.key for t in targets
            if not strategy.extended.variable_created_in_scope(t.variable)]
@@ -151,7 +242,7 @@ def prune(model, method, sparsity, data=None, *, loss=None, scope="global",
   """
   targets, m, mode = _validate(model, method, sparsity, data, scope,
                                num_batches, rescale, rounds, on_collapse,
-                               strategy)
+                               strategy, loss)
   rounds = rounds or m.default_rounds
   keys = [t.key for t in targets]
   dense = set()
@@ -192,7 +283,7 @@ def prune(model, method, sparsity, data=None, *, loss=None, scope="global",
     collapsed = masks.collapsed()
     try:
       conn = diagnostics.connectivity(model, masks)
-    except ValueError:  # no fixed input shape: cannot propagate ones
+    except (ValueError, AttributeError):  # no fixed input shape
       conn = None
     crit = diagnostics.critical_sparsity(scores, m.keep, dense)
     problems = []

@@ -77,13 +77,27 @@ def read_json(path, fix: str):
         f"{path} is damaged (not valid JSON: {e}). Fix: {fix}") from None
 
 
+def _umask_mode() -> int:
+  """``0o666 & ~umask``: the mode ``open()`` would give a new file."""
+  mask = os.umask(0)
+  os.umask(mask)
+  return 0o666 & ~mask
+
+
+def _publish(tmp, path) -> None:
+  """Renames temp file ``tmp`` onto ``path`` with the umask's mode
+  (``mkstemp`` creates 0600 files)."""
+  os.chmod(tmp, _umask_mode())
+  os.replace(tmp, path)
+
+
 def write_json(path, obj) -> None:
   """Writes ``obj`` as JSON to ``path`` atomically (temp file + rename)."""
   path = pathlib.Path(path)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
   with os.fdopen(fd, "w") as f:
     json.dump(obj, f, indent=1, sort_keys=True, default=_jsonable)
-  os.replace(tmp, path)
+  _publish(tmp, path)
 
 
 def write_text(path, text: str) -> None:
@@ -91,7 +105,7 @@ def write_text(path, text: str) -> None:
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
   with os.fdopen(fd, "w") as f:
     f.write(text)
-  os.replace(tmp, path)
+  _publish(tmp, path)
 
 
 def _jsonable(x):
@@ -280,9 +294,18 @@ class Workdir:
       raise WorkdirError(
           f"cannot create workdir {str(self.path)!r} ({e.strerror}). Fix: "
           "pass a writable --workdir.") from None
+    if not os.access(self.path, os.W_OK | os.X_OK):
+      raise WorkdirError(
+          f"workdir {str(self.path)!r} is not writable (read-only folder or "
+          "file system). Fix: make it writable (chmod u+w) or pass another "
+          "--workdir.")
     lk = filelock.FileLock(str(self.path / LOCK), timeout=0)
     try:
       lk.acquire()
+    except PermissionError as e:
+      raise WorkdirError(
+          f"workdir {str(self.path)!r} is not writable ({e.strerror}). Fix: "
+          "make it writable (chmod u+w) or pass another --workdir.") from None
     except filelock.Timeout:
       holder = _holder(self.path / LOCK_INFO)
       raise WorkdirLocked(
@@ -360,7 +383,7 @@ class Workdir:
       w = csv.DictWriter(f, fieldnames=keys)
       w.writeheader()
       w.writerows(rows)
-    os.replace(tmp, p)
+    _publish(tmp, p)
 
   def results(self) -> Dict[str, Any]:
     return read_json(self.path / "results.json",
