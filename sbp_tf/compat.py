@@ -41,4 +41,16 @@ def check_not_keras3(model, where: str) -> None:
         "`import tf_keras as keras`), not with `import keras`.")
 
 
-__all__ = ["tf", "keras", "check_not_keras3"]
+__all__ = ["tf", "keras", "check_not_keras3", "register_serializable"]
+
+
+def register_serializable(cls):
+  """Registers ``cls`` as ``sbp_tf>Name`` and under its plain class name.
+
+  The plain name is what ``.h5`` configs hold and what tf_keras looks up
+  when it rebuilds a layer's initializer from a ``.keras`` file, so both
+  formats load with plain ``keras.models.load_model``.
+  """
+  cls = keras.utils.register_keras_serializable(package="sbp_tf")(cls)
+  keras.utils.get_custom_objects().setdefault(cls.__name__, cls)
+  return cls

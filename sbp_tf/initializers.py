@@ -25,19 +25,10 @@ import math
 
 import numpy as np
 
+from sbp_tf import compat
 from sbp_tf import eoc
 from sbp_tf.compat import keras, tf
 
-def _register(cls):
-  """Registers ``cls`` as ``sbp_tf>Name`` and under its plain class name.
-
-  The plain name is what ``.h5`` configs hold and what tf_keras looks up
-  when it rebuilds a layer's initializer from a ``.keras`` file, so both
-  formats load with plain ``keras.models.load_model``.
-  """
-  cls = keras.utils.register_keras_serializable(package="sbp_tf")(cls)
-  keras.utils.get_custom_objects().setdefault(cls.__name__, cls)
-  return cls
 
 # Defaults of the authors' code: biases N(0, 0.2^2) for smooth activations;
 # positively homogeneous ones (relu) only have an EOC at sigma_b = 0.
@@ -71,7 +62,7 @@ def _activation_name(activation):
   return getattr(activation, "__name__", "callable")
 
 
-@_register
+@compat.register_serializable
 class GaussianBias(keras.initializers.Initializer):
   """Bias initializer ``b ~ N(0, sigma_b^2)``; zeros when ``sigma_b == 0``.
 
@@ -98,7 +89,7 @@ class GaussianBias(keras.initializers.Initializer):
     return {"sigma_b": self.sigma_b, "seed": self.seed}
 
 
-@_register
+@compat.register_serializable
 class Gaussian(keras.initializers.Initializer):
   """Kernel initializer ``W ~ N(0, sigma_w^2 / fan_in)``.
 
@@ -147,7 +138,7 @@ class Gaussian(keras.initializers.Initializer):
             f"sigma_b={self.sigma_b:.6g})")
 
 
-@_register
+@compat.register_serializable
 class EdgeOfChaos(Gaussian):
   """Gaussian init with sigma_w on the Edge of Chaos of ``activation``.
 
@@ -179,7 +170,7 @@ class EdgeOfChaos(Gaussian):
     return config
 
 
-@_register
+@compat.register_serializable
 class OrderedPhase(Gaussian):
   """Ordered-phase control init, by default ``(sigma_w^2, sigma_b^2) = (0.1, 1)``.
 

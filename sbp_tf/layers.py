@@ -14,21 +14,11 @@ Usage::
 
 import math
 
+from sbp_tf import compat
 from sbp_tf.compat import keras
 
-def _register(cls):
-  """Registers ``cls`` as ``sbp_tf>Name`` and under its plain class name.
 
-  The plain name is what ``.h5`` configs hold and what tf_keras looks up
-  when it rebuilds a layer's initializer from a ``.keras`` file, so both
-  formats load with plain ``keras.models.load_model``.
-  """
-  cls = keras.utils.register_keras_serializable(package="sbp_tf")(cls)
-  keras.utils.get_custom_objects().setdefault(cls.__name__, cls)
-  return cls
-
-
-@_register
+@compat.register_serializable
 class StableScale(keras.layers.Layer):
   """``out = shortcut + branch / sqrt(num_blocks)``; called on ``[shortcut, branch]``.
 

@@ -28,17 +28,9 @@ from sbp_tf import pruning
 from sbp_tf.compat import keras, tf
 from sbp_tf.training import workdir as wd_lib
 
+from experiment_testlib import tiny_config
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def tiny_config(**train):
-  c = sbp_config.experiment("fashion_mnist", "ffnn", method="sbp",
-                            sparsity=0.8, depth=3, width=32)
-  c.dataset.limit_train, c.dataset.limit_test = 512, 256
-  c.train.update(dict(epochs=2, batch_size=64, lr=0.05, verbose=0))
-  c.train.update(train)
-  c.export_tflite = False
-  return c
 
 
 def _env():
