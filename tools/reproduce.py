@@ -343,6 +343,8 @@ def define_flags():
                     "smoke: seconds, tiny settings (tests); cpu: real offline"
                     " data, shortened schedules, narrower models, fewer seeds"
                     " (each experiment well within an hour on 2 cores); "
+                    "gpu: the decisive extreme-sparsity cells sized for about"
+                    " 10 minutes on one GPU (extreme only); "
                     "paper: the published settings (GPU/TPU).")
   flags.DEFINE_string("seeds", None, "Seed count (e.g. 3 = seeds 0,1,2) or a"
                       " comma list (0,4); default per scale: smoke 1, cpu 2, "
