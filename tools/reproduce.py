@@ -348,7 +348,7 @@ def define_flags():
                     "paper: the published settings (GPU/TPU).")
   flags.DEFINE_string("seeds", None, "Seed count (e.g. 3 = seeds 0,1,2) or a"
                       " comma list (0,4); default per scale: smoke 1, cpu 2, "
-                      "paper 3.")
+                      "gpu 1, paper 3.")
   flags.DEFINE_string("workdir", None, "Root folder of the run folders (one "
                       "per cell; finished cells are skipped on rerun).")
   flags.DEFINE_string("out_dir", None, "Where the .md/.json/.png tables go "
