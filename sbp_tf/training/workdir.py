@@ -39,10 +39,11 @@ import re
 import shutil
 import socket
 import sys
-import tempfile
 from typing import Any, Dict, List
 
 from sbp_tf import config as sbp_config
+from sbp_tf import files
+from sbp_tf.files import write_json, write_text  # noqa: F401  (re-exported)
 
 NEW, PRUNED, TRAINING, FINISHED = "new", "pruned", "training", "finished"
 
@@ -75,44 +76,6 @@ def read_json(path, fix: str):
   except (ValueError, UnicodeDecodeError) as e:
     raise WorkdirError(
         f"{path} is damaged (not valid JSON: {e}). Fix: {fix}") from None
-
-
-def _umask_mode() -> int:
-  """``0o666 & ~umask``: the mode ``open()`` would give a new file."""
-  mask = os.umask(0)
-  os.umask(mask)
-  return 0o666 & ~mask
-
-
-def _publish(tmp, path) -> None:
-  """Renames temp file ``tmp`` onto ``path`` with the umask's mode
-  (``mkstemp`` creates 0600 files)."""
-  os.chmod(tmp, _umask_mode())
-  os.replace(tmp, path)
-
-
-def write_json(path, obj) -> None:
-  """Writes ``obj`` as JSON to ``path`` atomically (temp file + rename)."""
-  path = pathlib.Path(path)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-  with os.fdopen(fd, "w") as f:
-    json.dump(obj, f, indent=1, sort_keys=True, default=_jsonable)
-  _publish(tmp, path)
-
-
-def write_text(path, text: str) -> None:
-  path = pathlib.Path(path)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-  with os.fdopen(fd, "w") as f:
-    f.write(text)
-  _publish(tmp, path)
-
-
-def _jsonable(x):
-  try:
-    return float(x)
-  except (TypeError, ValueError):
-    return str(x)
 
 
 class Workdir:
@@ -377,13 +340,10 @@ class Workdir:
     keys = ["epoch"] if rows else []
     for r in rows:
       keys += [k for k in r if k not in keys]
-    p = self.path / "metrics.csv"
-    fd, tmp = tempfile.mkstemp(dir=self.path, prefix="metrics.csv.")
-    with os.fdopen(fd, "w", newline="") as f:
+    with files.atomic(self.path / "metrics.csv", "w", newline="") as f:
       w = csv.DictWriter(f, fieldnames=keys)
       w.writeheader()
       w.writerows(rows)
-    _publish(tmp, p)
 
   def results(self) -> Dict[str, Any]:
     return read_json(self.path / "results.json",
