@@ -31,7 +31,7 @@ _LATENCY_RUNS = 20
 
 
 def _is_wrapped(model) -> bool:
-  for layer in masking._walk_layers(model):  # pylint: disable=protected-access
+  for layer in masking.walk_layers(model):
     if isinstance(layer, masking.MaskedLayer) or (
         isinstance(layer, keras.layers.Wrapper) and
         hasattr(layer, "pruning_vars")):

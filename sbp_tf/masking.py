@@ -233,12 +233,14 @@ def custom_objects() -> dict:
           keras.utils.get_registered_name(MaskedLayer): MaskedLayer}
 
 
-def _walk_layers(model):
+def walk_layers(model):
+  """Yields every layer of ``model``, depth first, entering wrapped and nested
+  models (a wrapper is yielded, then the model it wraps, if any, is walked)."""
   for layer in model.layers:
     yield layer
     inner = layer.layer if isinstance(layer, keras.layers.Wrapper) else layer
     if isinstance(inner, keras.Model):
-      yield from _walk_layers(inner)
+      yield from walk_layers(inner)
 
 
 def wrapper_masks(model) -> Dict[str, Tuple[object, object]]:
@@ -248,7 +250,7 @@ def wrapper_masks(model) -> Dict[str, Tuple[object, object]]:
   wrapper exposing ``masked_weights()`` or ``pruning_vars``).
   """
   owner = {}
-  for layer in _walk_layers(model):
+  for layer in walk_layers(model):
     if isinstance(layer, MaskedLayer):
       pairs = layer.masked_weights()
     elif hasattr(layer, "pruning_vars") and isinstance(

@@ -13,6 +13,7 @@ from sbp_tf.pruning.masks import Masks, Report  # noqa: F401
 from sbp_tf.pruning.scores import (  # noqa: F401
     Method, ScoreContext, register_method, methods)
 from sbp_tf.pruning.prune import PruneResult, prune  # noqa: F401
+from sbp_tf.pruning.saliency import default_loss  # noqa: F401
 from sbp_tf.pruning.rescale import rescale  # noqa: F401
 from sbp_tf.pruning.diagnostics import (  # noqa: F401
     Connectivity, CriticalSparsity, collapsed_layers, connectivity,
