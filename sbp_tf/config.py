@@ -26,18 +26,11 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 import ml_collections
 from ml_collections import config_dict
 
-# Names from the interface contract; the live registries are consulted too
-# (see _known_models / _known_methods) so new entries validate without edits.
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "tiny_imagenet",
-            "imagenet2012")
-MODELS = ("ffnn", "vcnn", "vgg16", "vgg16x3", "resnet32", "resnet50",
-          "resnet104", "resnet50_imagenet")
-METHODS = ("sbp", "snip", "magnitude", "random", "grasp", "synflow")
 MIXED_PRECISION = (None, "float16", "bfloat16")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
 OPTIMIZERS = ("sgd", "adam")
-SCOPES = ("global", "layerwise")
-ON_COLLAPSE = ("warn", "error", "ignore")
+# Model options the experiment sets itself (config.seed seeds every model).
+EXPERIMENT_SET_OPTIONS = ("seed",)
 # Fields that may change between an interrupted run and its resumption:
 # output verbosity, the tflite by-product, and where the data is found (the
 # dataset's name and split sizes still have to match).
@@ -74,17 +67,8 @@ def defaults() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(dict(
       name="resnet32",
       # Passed to sbp_tf.models.build(name, ..., **options); None = the
-      # model's default.
-      options=ml_collections.ConfigDict(dict(
-          init=_ph(str),
-          activation=_ph(str),
-          sigma_b=_ph(float),
-          stable=_ph(bool),
-          batch_norm=_ph(bool),
-          width_multiplier=_ph(float),
-          depth=_ph(int),
-          width=_ph(int),
-      )),
+      # model's default. One field per option of any registered model.
+      options=_options_group(_model_option_types()),
   ))
   c.prune = ml_collections.ConfigDict(dict(
       method="sbp",
@@ -97,6 +81,10 @@ def defaults() -> ml_collections.ConfigDict:
       keep_last=False,
       on_collapse="warn",
       batch_size=_ph(int),    # saliency batch (global); None = train batch
+      # The method's own parameters (e.g. grasp's temperature), passed to
+      # prune(..., **options); None = the method's default. One field per
+      # parameter of any registered method.
+      options=_options_group(_method_option_types()),
   ))
   c.train = ml_collections.ConfigDict(dict(
       epochs=160,
@@ -119,42 +107,71 @@ def defaults() -> ml_collections.ConfigDict:
   return c
 
 
+def _merged_types(per_name: Dict[str, Dict[str, Any]], kind: str
+                  ) -> Dict[str, Any]:
+  """Union of the ``option -> type`` maps of every registered ``kind``."""
+  out: Dict[str, Any] = {}
+  for name, types in sorted(per_name.items()):
+    for opt, t in types.items():
+      if out.get(opt) is not None and t is not None and out[opt] is not t:
+        raise TypeError(
+            f"{kind} option {opt!r} is a {t.__name__} in {name!r} but a "
+            f"{out[opt].__name__} elsewhere; config fields need one type. "
+            "Fix: rename the option or give it the same type.")
+      if out.get(opt) is None:
+        out[opt] = t
+  return out
+
+
+def _model_option_types() -> Dict[str, Any]:
+  from sbp_tf import models  # pylint: disable=g-import-not-at-top
+  types = _merged_types({n: models.option_types(n) for n in models.names()},
+                        "model")
+  return {k: v for k, v in types.items() if k not in EXPERIMENT_SET_OPTIONS}
+
+
+def _method_option_types() -> Dict[str, Any]:
+  from sbp_tf import pruning  # pylint: disable=g-import-not-at-top
+  return _merged_types({n: pruning.option_types(n)
+                        for n in pruning.methods()}, "pruning method")
+
+
+def _options_group(types: Dict[str, Any]) -> ml_collections.ConfigDict:
+  """A ConfigDict of typed None placeholders, one per option (untyped
+  options, whose type nothing states, take any value)."""
+  group = ml_collections.ConfigDict()
+  for opt, t in sorted(types.items()):
+    setattr(group, opt, _ph(t) if t is not None else None)
+  return group
+
+
 def _known_datasets() -> tuple:
-  try:  # pylint: disable=g-import-not-at-top
-    from sbp_tf import data
-    return tuple(sorted(set(DATASETS) | set(data.names())))
-  except (ImportError, AttributeError):
-    return DATASETS
+  from sbp_tf import data  # pylint: disable=g-import-not-at-top
+  return tuple(data.names())
 
 
 def _known_models() -> tuple:
-  try:  # pylint: disable=g-import-not-at-top
-    from sbp_tf import models
-    return tuple(sorted(set(MODELS) | set(models.names())))
-  except (ImportError, AttributeError):
-    return MODELS
+  from sbp_tf import models  # pylint: disable=g-import-not-at-top
+  return tuple(models.names())
 
 
-def _model_options(name):
-  try:  # pylint: disable=g-import-not-at-top
-    from sbp_tf import models
-    return set(models.options(name))
-  except (ImportError, AttributeError, ValueError, KeyError):
-    return None  # unknown model (reported separately) or no registry yet
+def _model_options(name) -> Optional[set]:
+  from sbp_tf import models  # pylint: disable=g-import-not-at-top
+  if name not in models.names():
+    return None  # reported as an unknown model
+  return set(models.options(name)) - set(EXPERIMENT_SET_OPTIONS)
+
+
+def _method_options(name) -> Optional[set]:
+  from sbp_tf import pruning  # pylint: disable=g-import-not-at-top
+  if name not in pruning.methods():
+    return None  # reported as an unknown method
+  return set(pruning.method_options(name))
 
 
 def _known_methods() -> tuple:
-  names = set(METHODS)
-  try:  # pylint: disable=g-import-not-at-top
-    from sbp_tf import pruning
-    for attr in ("method_names", "methods", "names"):
-      fn = getattr(pruning, attr, None)
-      if callable(fn):
-        names |= set(fn())
-        break
-  except (ImportError, AttributeError, TypeError):
-    pass
-  return tuple(sorted(names))
+  from sbp_tf import pruning  # pylint: disable=g-import-not-at-top
+  return tuple(pruning.methods())
 
 
 def _as_dict(config) -> Dict[str, Any]:
@@ -227,26 +244,46 @@ def validate(config) -> None:
     if not cond:
       errors.append(f"{field}={_get(full, field)!r} {msg}")
 
+  for check in (_check_names, _check_options, _check_prune, _check_train):
+    check(full, need)
+  if errors:
+    raise ValueError("Invalid config: " + "; ".join(errors) + ".")
+
+
+def _check_names(full, need) -> None:
+  """Dataset, model and method names are registered."""
   datasets = _known_datasets()
   need(full["dataset"]["name"] in datasets, "dataset.name",
        f"is not a known dataset; use one of {', '.join(datasets)}")
   models = _known_models()
   need(full["model"]["name"] in models, "model.name",
        f"is not a known model; use one of {', '.join(models)}")
-  opts = {k: v for k, v in full["model"]["options"].items() if v is not None}
-  valid_opts = _model_options(full["model"]["name"])
-  for k in sorted(opts):
-    need(valid_opts is None or k in valid_opts, f"model.options.{k}",
-         f"is not an option of model {full['model']['name']!r}; its options "
-         f"are {', '.join(sorted(valid_opts or ()))} (leave the others None)")
   methods = _known_methods()
   need(full["prune"]["method"] in methods, "prune.method",
        f"is not a known pruning method; use one of {', '.join(methods)}")
+
+
+def _check_options(full, need) -> None:
+  """Set (non-None) model and method options belong to the chosen one."""
+  for group, kind, valid_of in (("model", "model", _model_options),
+                                ("prune", "pruning method", _method_options)):
+    name = full[group]["name" if group == "model" else "method"]
+    valid = valid_of(name)
+    opts = {k: v for k, v in full[group]["options"].items() if v is not None}
+    for k in sorted(opts):
+      need(valid is None or k in valid, f"{group}.options.{k}",
+           f"is not an option of {kind} {name!r}; its options are "
+           f"{', '.join(sorted(valid or ())) or 'none'} (leave the others "
+           "None)")
+
+
+def _check_prune(full, need) -> None:
+  """Sparsity, counts, scope and collapse policy."""
+  from sbp_tf import pruning  # pylint: disable=g-import-not-at-top
   s = full["prune"]["sparsity"]
   need(_is_num(s) and 0.0 <= s < 1.0 and not math.isnan(s), "prune.sparsity",
        "is out of range [0, 1) (fraction of weights removed, e.g. 0.9)")
-  for field in ("prune.num_batches", "train.epochs",
-                "train.batch_size"):
+  for field in ("prune.num_batches", "train.epochs", "train.batch_size"):
     v = _get(full, field)
     need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, field,
          "must be an integer >= 1")
@@ -256,36 +293,36 @@ def validate(config) -> None:
     v = _get(full, field)
     need(v is None or (isinstance(v, int) and not isinstance(v, bool)
                        and v >= 1), field, "must be None or an integer >= 1")
-  need(full["prune"]["scope"] in SCOPES, "prune.scope",
-       f"must be one of {SCOPES}")
-  need(full["prune"]["on_collapse"] in ON_COLLAPSE, "prune.on_collapse",
-       f"must be one of {ON_COLLAPSE}")
-  need(_is_num(full["train"]["lr"]) and full["train"]["lr"] > 0, "train.lr",
+  need(full["prune"]["scope"] in pruning.SCOPES, "prune.scope",
+       f"must be one of {pruning.SCOPES}")
+  need(full["prune"]["on_collapse"] in pruning.ON_COLLAPSE,
+       "prune.on_collapse", f"must be one of {pruning.ON_COLLAPSE}")
+
+
+def _check_train(full, need) -> None:
+  """Optimizer, schedule, precision and verbosity."""
+  t = full["train"]
+  need(_is_num(t["lr"]) and t["lr"] > 0, "train.lr",
        "must be a positive number")
-  need(_is_num(full["train"]["weight_decay"]) and
-       full["train"]["weight_decay"] >= 0, "train.weight_decay",
-       "must be a number >= 0")
-  need(_is_num(full["train"]["momentum"]) and
-       0 <= full["train"]["momentum"] < 1, "train.momentum",
+  need(_is_num(t["weight_decay"]) and t["weight_decay"] >= 0,
+       "train.weight_decay", "must be a number >= 0")
+  need(_is_num(t["momentum"]) and 0 <= t["momentum"] < 1, "train.momentum",
        "must be in [0, 1)")
-  need(_is_num(full["train"]["lr_decay_factor"]) and
-       0 < full["train"]["lr_decay_factor"] <= 1, "train.lr_decay_factor",
-       "must be in (0, 1]")
-  at = full["train"]["lr_decay_at"]
+  need(_is_num(t["lr_decay_factor"]) and 0 < t["lr_decay_factor"] <= 1,
+       "train.lr_decay_factor", "must be in (0, 1]")
+  at = t["lr_decay_at"]
   need(isinstance(at, (list, tuple)) and all(_is_num(a) and 0 < a < 1
                                               for a in at)
        and list(at) == sorted(at), "train.lr_decay_at",
        "must be increasing fractions of training in (0, 1), e.g. (0.5, 0.75)")
-  need(full["train"]["mixed_precision"] in MIXED_PRECISION,
-       "train.mixed_precision", "must be None, 'float16' or 'bfloat16'")
-  need(full["train"]["weight_decay_mode"] in WEIGHT_DECAY_MODES,
-       "train.weight_decay_mode", f"must be one of {WEIGHT_DECAY_MODES}")
-  need(full["train"]["optimizer"] in OPTIMIZERS, "train.optimizer",
+  need(t["mixed_precision"] in MIXED_PRECISION, "train.mixed_precision",
+       "must be None, 'float16' or 'bfloat16'")
+  need(t["weight_decay_mode"] in WEIGHT_DECAY_MODES, "train.weight_decay_mode",
+       f"must be one of {WEIGHT_DECAY_MODES}")
+  need(t["optimizer"] in OPTIMIZERS, "train.optimizer",
        f"must be one of {OPTIMIZERS}")
-  need(full["train"]["verbose"] in (0, 1, 2), "train.verbose",
+  need(t["verbose"] in (0, 1, 2), "train.verbose",
        "must be 0 (silent), 1 (progress bar) or 2 (one line per epoch)")
-  if errors:
-    raise ValueError("Invalid config: " + "; ".join(errors) + ".")
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -329,8 +366,22 @@ def to_dict(config) -> Dict[str, Any]:
   return json.loads(json.dumps(_as_dict(config)))
 
 
+_MISSING = "<missing>"
+
+
+def _unset(v) -> bool:
+  """Missing, None, or a group of only such fields: a field that a config
+  written before the field existed lacks is the same as an unset one."""
+  if isinstance(v, dict):
+    return all(_unset(x) for x in v.values())
+  return v is None or v == _MISSING
+
+
 def diff(a, b, ignore=RESUME_MUTABLE) -> List[str]:
   """Dotted names of the fields that differ between two configs.
+
+  A field absent from one config and unset (None) in the other is no
+  difference (e.g. an option added to the schema after a run was written).
 
   Example::
 
@@ -343,10 +394,10 @@ def diff(a, b, ignore=RESUME_MUTABLE) -> List[str]:
       name = prefix + k
       if name in ignore:
         continue
-      xv, yv = x.get(k, "<missing>"), y.get(k, "<missing>")
+      xv, yv = x.get(k, _MISSING), y.get(k, _MISSING)
       if isinstance(xv, dict) and isinstance(yv, dict):
         walk(xv, yv, name + ".")
-      elif xv != yv:
+      elif xv != yv and not (_unset(xv) and _unset(yv)):
         out.append(name)
 
   walk(to_dict(a), to_dict(b), "")

@@ -77,13 +77,13 @@ def test_critical_sparsity_is_tight():
   n = 30 + 20 + 12
   crit = pruning.critical_sparsity(scores)
   k = round((1 - crit.sparsity) * n)
-  at = pruning.select(scores, k / n)
-  below = pruning.select(scores, (k - 1) / n)
+  at = pruning.select(scores, (n - k) / n)
+  below = pruning.select(scores, (n - k + 1) / n)
   assert not pruning.collapsed_layers(at)
   assert pruning.collapsed_layers(below) == [crit.bottleneck]
   # Brute force: the largest k that collapses a layer is k - 1.
   ks = [j for j in range(n + 1)
-        if pruning.collapsed_layers(pruning.select(scores, j / n))]
+        if pruning.collapsed_layers(pruning.select(scores, (n - j) / n))]
   assert max(ks) == k - 1
   # 'smallest' (GraSP) ranks by the negated score.
   neg = pruning.critical_sparsity({key: -v for key, v in scores.items()},
@@ -148,7 +148,7 @@ def _check_select_matches_stable_sort(scores, cat):
   n = cat.size
   for k in range(n + 1):
     got = np.concatenate([m.ravel() for m in
-                          pruning.select(scores, k / n).values()])
+                          pruning.select(scores, (n - k) / n).values()])
     np.testing.assert_array_equal(got, (rank < k).astype(np.float32))
   return rank
 

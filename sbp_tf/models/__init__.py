@@ -10,7 +10,8 @@ Usage::
     models.names(); models.options("vcnn")
 """
 
-from sbp_tf.models.registry import build, names, options, register
+from sbp_tf.models.registry import (  # noqa: F401
+    build, names, option_types, options, register)
 # Importing the family modules registers their models.
 from sbp_tf.models import ffnn  # noqa: F401
 from sbp_tf.models import vcnn  # noqa: F401
@@ -32,4 +33,5 @@ def custom_objects() -> dict:
       initializers.EdgeOfChaos, initializers.OrderedPhase, layers.StableScale)}
 
 
-__all__ = ["build", "custom_objects", "names", "options", "register"]
+__all__ = ["build", "custom_objects", "names", "option_types", "options",
+           "register"]

@@ -17,7 +17,7 @@ from sbp_tf.models.registry import register
 
 @register("ffnn")
 def ffnn(num_classes, input_shape, *, depth=100, width=300, activation="tanh",
-         init="eoc", sigma_b=None, width_multiplier=1.0, seed=None):
+         init="eoc", sigma_b: float = None, width_multiplier=1.0, seed=None):
   """FFNN with ``depth`` hidden Dense layers of ``width`` units.
 
   Params: ``sum_l (fan_in_l + 1) * width + (width + 1) * num_classes``.

@@ -1,7 +1,9 @@
 """The model registry: ``build(name, num_classes, input_shape, **options)``.
 
 A builder is a function ``fn(num_classes, input_shape, *, option=default, ...)``;
-its keyword-only parameters are the model's options.
+its keyword-only parameters are the model's options (a config's
+``model.options`` fields are derived from them: annotate an option whose
+default is None with its type, e.g. ``sigma_b: float = None``).
 
 Usage::
 
@@ -45,6 +47,20 @@ def options(name: str) -> Dict[str, Any]:
   for p in inspect.signature(fn).parameters.values():
     if p.kind == p.KEYWORD_ONLY and p.name not in fixed:
       out[p.name] = p.default
+  return out
+
+
+def option_types(name: str) -> Dict[str, type]:
+  """The type of each option of model ``name``: its annotation, else the type
+  of its default (None when neither says; used to type config fields)."""
+  fn, fixed = _lookup(name)
+  out = {}
+  for p in inspect.signature(fn).parameters.values():
+    if p.kind == p.KEYWORD_ONLY and p.name not in fixed:
+      t = (p.annotation if p.annotation is not p.empty
+           and isinstance(p.annotation, type) else None)
+      out[p.name] = t or (None if p.default in (None, p.empty)
+                          else type(p.default))
   return out
 
 

@@ -23,7 +23,7 @@ WIDTHS = (32, 64, 128)
 
 
 def cifar_resnet(num_classes, input_shape, *, depth=32, stable=False,
-                 batch_norm=True, activation="relu", init="eoc", sigma_b=None,
+                 batch_norm=True, activation="relu", init="eoc", sigma_b: float = None,
                  width_multiplier=1.0, seed=None):
   """ResNet-(6n+2): ``y_l = phi(y_{l-1} + F(y_{l-1}) / sqrt(L))`` if stable.
 

@@ -23,7 +23,7 @@ EXPANSION = 4
 @register("resnet50_imagenet")
 def resnet50_imagenet(num_classes, input_shape, *, stable=False,
                       batch_norm=True, activation="relu", init="eoc",
-                      sigma_b=None, width_multiplier=1.0, seed=None):
+                      sigma_b: float = None, width_multiplier=1.0, seed=None):
   """ResNet-50: ``y_l = phi(y_{l-1} + F(y_{l-1}) / sqrt(16))`` if stable.
 
   25,557,032 parameters for 1000 classes with BN (BN moving stats excluded),

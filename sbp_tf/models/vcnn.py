@@ -16,7 +16,7 @@ from sbp_tf.models.registry import register
 
 @register("vcnn")
 def vcnn(num_classes, input_shape, *, depth=100, width=128, activation="tanh",
-         init="eoc", sigma_b=None, width_multiplier=1.0, seed=None):
+         init="eoc", sigma_b: float = None, width_multiplier=1.0, seed=None):
   """Vanilla CNN: ``h_{l+1} = conv3x3(phi(h_l)) + b``, depth ``depth``.
 
   Params: ``(9 C_in + 1) w + (depth - 1)(9 w + 1) w + (w + 1) num_classes``.

@@ -18,7 +18,7 @@ VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
 
 
 def vgg(num_classes, input_shape, *, width_factor=1, batch_norm=True,
-        activation="relu", init="eoc", sigma_b=None, width_multiplier=1.0,
+        activation="relu", init="eoc", sigma_b: float = None, width_multiplier=1.0,
         seed=None):
   """VGG16: 13 x [conv3x3 -> BN -> phi], 4 max-pools, GAP, dense head.
 

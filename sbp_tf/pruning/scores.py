@@ -29,6 +29,7 @@ Usage::
 """
 
 import dataclasses
+import inspect
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
@@ -91,6 +92,9 @@ class Method:
 
   Class attributes: ``needs_data`` (data required), ``keep`` ('largest' or
   'smallest'), ``default_rounds`` (rounds when the user passes none).
+  A method's parameters are the keyword arguments of its ``__init__``
+  (with defaults); ``prune(..., **options)`` and ``config.prune.options``
+  reach them, checked by :func:`check_options`.
   """
   name = "?"
   needs_data = False
@@ -119,17 +123,61 @@ def methods() -> List[str]:
   return sorted(_REGISTRY)
 
 
-def get(name: str) -> Method:
-  """An instance of the method registered as ``name``.
-
-  Raises:
-    ValueError: unknown name (listing the registered ones).
-  """
+def _lookup(name: str) -> type:
   if not isinstance(name, str) or name not in _REGISTRY:
     raise ValueError(f"Unknown pruning method {name!r}. Fix: use one of "
                      f"{', '.join(methods())}, or register one with "
                      "@sbp_tf.pruning.register_method.")
-  return _REGISTRY[name]()
+  return _REGISTRY[name]
+
+
+def _signature_options(cls: type) -> Dict[str, inspect.Parameter]:
+  params = inspect.signature(cls.__init__).parameters
+  return {n: p for n, p in params.items() if n != "self" and p.kind in (
+      p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def method_options(name: str) -> Dict[str, object]:
+  """The parameters of method ``name`` and their defaults.
+
+  Example: ``method_options("grasp")  # {'temperature': 200.0}``.
+  """
+  return {n: p.default for n, p in _signature_options(_lookup(name)).items()}
+
+
+def option_types(name: str) -> Dict[str, type]:
+  """The type of each parameter of method ``name``: its annotation, else the
+  type of its default (used to type config fields)."""
+  out = {}
+  for n, p in _signature_options(_lookup(name)).items():
+    t = (p.annotation if p.annotation is not p.empty
+         and isinstance(p.annotation, type) else None)
+    out[n] = t or (type(p.default) if p.default is not p.empty
+                   and p.default is not None else None)
+  return out
+
+
+def check_options(cls: type, options: Dict[str, object]) -> None:
+  """Raises ValueError naming any option ``cls.__init__`` does not take."""
+  valid = _signature_options(cls)
+  bad = sorted(set(options) - set(valid))
+  if bad:
+    raise ValueError(
+        f"Unknown option(s) {bad} for pruning method "
+        f"{getattr(cls, 'name', cls.__name__)!r}. Fix: use only "
+        f"{sorted(valid) or 'no options'}.")
+
+
+def get(name: str, **options) -> Method:
+  """An instance of the method registered as ``name``, built with ``options``.
+
+  Raises:
+    ValueError: unknown name (listing the registered ones) or option
+      (listing the method's).
+  """
+  cls = _lookup(name)
+  check_options(cls, options)
+  return cls(**options)
 
 
 @register_method("sbp", "snip")
@@ -166,10 +214,17 @@ class Random(Method):
 
 @register_method("grasp")
 class GraSP(Method):
-  """``-W * (H g)`` at temperature 200; the highest scores are removed."""
+  """``-W * (H g)`` of the loss of ``logits / temperature`` (200 in Wang et
+  al. 2020); the highest scores are removed."""
   needs_data = True
   keep = "smallest"
-  temperature = 200.0
+
+  def __init__(self, temperature: float = 200.0):
+    if (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+        or not temperature > 0):
+      raise ValueError(f"grasp: temperature must be a number > 0, got "
+                       f"{temperature!r}. Fix: e.g. temperature=200.0.")
+    self.temperature = float(temperature)
 
   def score(self, ctx):
     w = ctx.weights()
@@ -222,12 +277,23 @@ class SynFlow(Method):
       (subclassed) or of no fixed shape.
   """
   default_rounds = 100
+  PRECISIONS = ("float64", "float32")
+
+  def __init__(self, precision: str = "float64"):
+    """``precision='float32'`` skips the float64 clone (the fallback path)."""
+    if precision not in self.PRECISIONS:
+      raise ValueError(f"synflow: precision={precision!r} is not known. Fix: "
+                       f"use one of {self.PRECISIONS}.")
+    self.precision = precision
+    self._cached = None
 
   def score(self, ctx):
-    cached = getattr(self, "_cached", None)
+    cached = self._cached
     if cached is None or cached[0] is not ctx.model:
       # One clone and one trace for all rounds of a prune() call.
-      run, why = _float64_runner(ctx.model, ctx.targets)
+      run, why = ((None, "precision='float32' was asked for")
+                  if self.precision == "float32"
+                  else _float64_runner(ctx.model, ctx.targets))
       cached = (ctx.model, run or _float32_runner(ctx.model, ctx.targets, why))
       self._cached = cached
     run = cached[1]

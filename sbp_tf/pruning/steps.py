@@ -1,0 +1,244 @@
+"""Pruning at initialization as three public steps: score, select, apply.
+
+:func:`prune` is their composition (plus iterative rounds, validation and
+the collapse check); call the steps yourself to inspect or change what
+happens between them::
+
+    from sbp_tf import pruning
+    scores = pruning.score(model, "sbp", data=(x, y))      # key -> |W dL/dW|
+    masks = pruning.select(scores, 0.9)                    # 90% removed
+    pruning.diagnose(model, masks, scores)["connected"]
+    pruning.apply(model, masks, rescale=True)              # W <- rho W delta
+
+Sign convention: a :class:`Scores` holds each method's own values (GraSP's
+``-W (H g)`` included) with its ``keep`` direction; :meth:`Scores.importance`
+turns them into "larger = keep first", which is what :func:`select` ranks.
+"""
+
+from typing import Dict, Iterable, Mapping, Optional
+
+import numpy as np
+
+from sbp_tf import compat
+from sbp_tf.pruning import diagnostics, masks as masks_lib
+from sbp_tf.pruning import rescale as rescale_lib
+from sbp_tf.pruning import scores as methods_lib
+from sbp_tf.pruning import state, threshold
+from sbp_tf.pruning.targets import prunable_targets
+
+SCOPES = ("global", "layerwise")
+ON_COLLAPSE = ("warn", "error", "ignore")
+
+
+class Scores(dict):
+  """key -> float64 score array in the method's own convention.
+
+  Attributes:
+    keep: ``'largest'`` (high scores kept) or ``'smallest'`` (GraSP).
+    method: the name of the method that scored.
+  """
+
+  def __init__(self, values: Mapping[str, np.ndarray], keep: str = "largest",
+               method: Optional[str] = None):
+    if keep not in ("largest", "smallest"):
+      raise ValueError(f"keep={keep!r} must be 'largest' or 'smallest'.")
+    super().__init__(values)
+    self.keep, self.method = keep, method
+
+  def importance(self) -> Dict[str, np.ndarray]:
+    """key -> importance, larger = kept first (``-score`` if ``keep`` is
+    ``'smallest'``)."""
+    if self.keep == "largest":
+      return dict(self)
+    return {k: -v for k, v in self.items()}
+
+
+def resolve_method(method, **options) -> methods_lib.Method:
+  """A :class:`Method` instance from a name, class or instance plus options.
+
+  Raises:
+    ValueError: unknown name or option (the message lists the valid ones).
+  """
+  if isinstance(method, methods_lib.Method):
+    if options:
+      raise ValueError(f"Method options {sorted(options)} were given with a "
+                       f"{type(method).__name__} instance. Fix: pass them "
+                       "to its constructor, or pass the method by name.")
+    return method
+  if isinstance(method, type) and issubclass(method, methods_lib.Method):
+    methods_lib.check_options(method, options)
+    return method(**options)
+  return methods_lib.get(method, **options)
+
+
+def score(model, method, data=None, *, loss=None, num_batches: int = 1,
+          seed: Optional[int] = None, strategy=None,
+          masks: Optional[Mapping[str, np.ndarray]] = None,
+          round_index: int = 0, **method_options) -> Scores:
+  """Scores every prunable weight of ``model``; leaves the model unchanged.
+
+  Every variable scoring touches (batch-norm statistics, SynFlow's ``|W|``)
+  is restored bit for bit afterwards.
+
+  Args:
+    model: a built tf.keras model.
+    method: a registered name (see :func:`methods`), Method class or
+      instance.
+    data: ``(x, y)`` or a Dataset of batches (data-driven methods).
+    loss: the saliency loss (default :func:`default_loss`).
+    num_batches: batches whose gradients are summed.
+    seed: seed of the random method.
+    strategy: the tf.distribute strategy the model was built under.
+    masks: key -> 0/1 weights still alive (iterative rounds; pruned weights
+      are expected to be zero in ``model`` already).
+    round_index: 0-based round of iterative pruning.
+    **method_options: the method's constructor arguments, e.g.
+      ``temperature=100.0`` for GraSP (see :func:`method_options`).
+
+  Returns:
+    :class:`Scores`, finite float64 arrays of the kernels' shapes.
+
+  Example::
+
+    s = score(model, "grasp", data=(x, y), temperature=100.0)
+    s.keep   # 'smallest'
+  """
+  m = resolve_method(method, **method_options)
+  targets = prunable_targets(model)
+  snap = state.snapshot(model)
+  try:
+    return _score_with(m, model, targets, data=data, loss=loss,
+                       num_batches=num_batches, seed=seed, strategy=strategy,
+                       masks=masks, round_index=round_index)
+  finally:
+    state.restore(snap)
+
+
+def _score_with(m, model, targets, **ctx_fields) -> Scores:
+  """``m.score`` on a :class:`ScoreContext`, checked: one finite float64
+  array of the kernel's shape per target."""
+  ctx = methods_lib.ScoreContext(model=model, targets=targets, **ctx_fields)
+  raw = m.score(ctx)
+  if not isinstance(raw, Mapping):
+    raise TypeError(f"Method {m.name!r}.score must return a dict key -> "
+                    "array.")
+  out = {}
+  for t in targets:
+    if t.key not in raw:
+      raise ValueError(f"Method {m.name!r} returned no score for {t.key!r}. "
+                       "Fix: score every ctx.targets key.")
+    s = np.asarray(raw[t.key], np.float64)
+    if s.shape != tuple(t.variable.shape):
+      raise ValueError(f"Method {m.name!r} score for {t.key!r} has shape "
+                       f"{s.shape}, the weight {tuple(t.variable.shape)}.")
+    if not np.all(np.isfinite(s)):
+      raise ValueError(
+          f"Method {m.name!r} gave NaN/inf scores for {t.key!r}. Fix: check "
+          "the data and the initialization for non-finite values (e.g. "
+          "normalize inputs, use a finite init).")
+    out[t.key] = s
+  return Scores(out, keep=m.keep, method=m.name)
+
+
+def select(scores: Mapping[str, np.ndarray], sparsity: float, *,
+           scope: str = "global", dense: Iterable[str] = (),
+           alive: Optional[Mapping[str, np.ndarray]] = None
+           ) -> masks_lib.Masks:
+  """Masks keeping the top ``round((1 - sparsity) * N)`` weights.
+
+  Global scope: one threshold over all ``N`` weights (layers in ``dense``
+  count as kept); layerwise: ``round((1 - sparsity) * n_l)`` per layer.
+  Ties go to the earlier weight (layers in key order, then flat index).
+
+  Args:
+    scores: a :class:`Scores` (its ``keep`` direction is honoured) or any
+      key -> array mapping, read as importance (larger = keep).
+    sparsity: fraction removed, in ``[0, 1]``.
+    scope: ``'global'`` (the paper) or ``'layerwise'``.
+    dense: keys kept fully.
+    alive: key -> 0/1 mask; dead weights (0) rank last and are never revived.
+
+  Returns:
+    :class:`Masks` (float32 0/1), in the key order of ``scores``.
+
+  Example::
+
+    masks = select({"a": np.array([3., 1.]), "b": np.array([2.])}, 1 / 3)
+    # a: [1, 0], b: [1]
+  """
+  if scope not in SCOPES:
+    raise ValueError(f"scope={scope!r} is not known. Fix: use one of {SCOPES}.")
+  s = float(sparsity)
+  if not 0.0 <= s <= 1.0:
+    raise ValueError(f"sparsity must be in [0, 1], got {sparsity!r}. Fix: "
+                     "pass the fraction of weights removed, e.g. 0.9.")
+  return select_density(scores, 1.0 - s, scope=scope, dense=dense,
+                        alive=alive)
+
+
+def select_density(scores, density: float, *, scope="global", dense=(),
+                   alive=None) -> masks_lib.Masks:
+  """:func:`select` by kept fraction ``density`` (iterative rounds use the
+  schedule's densities exactly)."""
+  imp = scores.importance() if isinstance(scores, Scores) else scores
+  return masks_lib.Masks(threshold.select(imp, density, scope, dense,
+                                          alive=alive))
+
+
+def apply(model, masks: Mapping[str, np.ndarray], *, rescale=False,
+          reference: Optional[Mapping[str, np.ndarray]] = None
+          ) -> Dict[str, np.ndarray]:
+  """Zeros the pruned weights in place (``W <- W * delta``), then optionally
+  rescales the kept ones (``W <- rho * W * delta``, paper Prop. 3).
+
+  Args:
+    model: the model ``masks`` was selected for.
+    masks: key -> 0/1 mask for prunable kernels (others are untouched).
+    rescale: False, True (= ``'offset'``, the paper) or
+      ``'channel'``/``'unit'`` (see :mod:`rescale`).
+    reference: key -> unpruned kernels for the empirical ``sigma_w^2``
+      (default: the model's kernels before this call).
+
+  Returns:
+    key -> rescaling factors ``rho`` (empty without rescale).
+
+  Raises:
+    ValueError: a mask names no weight of ``model`` or has another shape
+      (nothing is changed).
+  """
+  compat.check_not_keras3(model, "sbp_tf.pruning.apply")
+  mode = rescale_lib.normalize_mode(rescale)
+  m = masks if isinstance(masks, masks_lib.Masks) else masks_lib.Masks(masks)
+  m.validate(model)
+  if mode and reference is None:
+    reference = {t.key: t.variable.numpy() for t in prunable_targets(model)
+                 if t.key in m}
+  m.apply(model)
+  return rescale_lib.rescale(model, m, mode, reference=reference) if mode else {}
+
+
+def diagnose(model, masks: Mapping[str, np.ndarray],
+             scores: Optional[Mapping[str, np.ndarray]] = None,
+             dense: Iterable[str] = ()) -> Dict:
+  """What ``masks`` do to ``model`` at init, before any training.
+
+  Returns a dict: ``collapsed`` (keys of fully pruned layers),
+  ``connected`` / ``reachable_fraction`` (None with the reason in
+  ``connectivity_unavailable`` where the model has no fixed input shape),
+  and, given ``scores``, ``critical_sparsity`` / ``critical_layer`` (the
+  largest sparsity at which these scores keep every layer alive).
+  """
+  m = masks if isinstance(masks, masks_lib.Masks) else masks_lib.Masks(masks)
+  out = dict(collapsed=m.collapsed(), connected=None, reachable_fraction=None)
+  try:
+    conn = diagnostics.connectivity(model, m)
+  except (ValueError, AttributeError) as e:  # no fixed input shape
+    out["connectivity_unavailable"] = f"{type(e).__name__}: {e}"
+  else:
+    out.update(connected=conn.connected,
+               reachable_fraction=conn.reachable_fraction)
+  if scores is not None:
+    keep = scores.keep if isinstance(scores, Scores) else "largest"
+    crit = diagnostics.critical_sparsity(scores, keep, set(dense))
+    out.update(critical_sparsity=crit.sparsity, critical_layer=crit.bottleneck)
+  return out
