@@ -13,6 +13,8 @@ from sbp_tf.data.catalog import DatasetInfo
 from sbp_tf.data.catalog import info
 from sbp_tf.data.catalog import names
 from sbp_tf.data.loader import load
+from sbp_tf.data.preprocess import batches_per_epoch
 from sbp_tf.data.sources import DataNotFoundError
 
-__all__ = ["DatasetInfo", "DataNotFoundError", "info", "load", "names"]
+__all__ = ["DatasetInfo", "DataNotFoundError", "batches_per_epoch", "info",
+           "load", "names"]
