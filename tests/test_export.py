@@ -1,4 +1,8 @@
-"""sbp_tf.export.to_tflite: sparse TFLite files that match Keras and shrink."""
+"""sbp_tf.export: sparse TFLite files that match Keras and shrink.
+
+to_tflite end to end, then each step (convert, verify, size_report,
+time_interpreter) and the cheap export_for_run composition.
+"""
 
 import os
 import warnings
@@ -112,3 +116,141 @@ def test_bad_arguments(tmp_path, inputs):
     export.to_tflite(model, str(tmp_path / "a.tflite"),
                      representative_data=inputs[:, :4, :4])
   assert not os.path.exists(tmp_path / "a.tflite")
+
+
+# ------------------------------------------------------------ the steps
+
+
+def _dense(seed, outputs=4):
+  tf.keras.utils.set_random_seed(seed)
+  return keras.Sequential([
+      keras.layers.Dense(32, activation="relu", input_shape=(16,), name="h"),
+      keras.layers.Dense(outputs, name="logits")])
+
+
+def _interp(content):
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # tf.lite.Interpreter deprecation notice
+    interp = tf.lite.Interpreter(model_content=content)
+  interp.allocate_tensors()
+  return interp
+
+
+def _count_converts(monkeypatch):
+  calls = []
+  real = export.convert
+
+  def counting(model, **kwargs):
+    calls.append(kwargs)
+    return real(model, **kwargs)
+
+  monkeypatch.setattr(export, "convert", counting)
+  return calls
+
+
+def test_convert_gives_bytes_an_interpreter_loads():
+  model = _dense(0)
+  content = export.convert(model)
+  assert isinstance(content, bytes) and content
+  interp = _interp(content)
+  assert list(interp.get_input_details()[0]["shape"]) == [1, 16]
+  assert list(interp.get_output_details()[0]["shape"]) == [1, 4]
+  # Wrapped models are stripped first.
+  wrapped = masking.wrap(model, _masks(model, 0.5, seed=0))
+  _interp(export.convert(wrapped, quantize="dynamic"))
+  with pytest.raises(ValueError, match="quantize='fp16' is not supported"):
+    export.convert(model, quantize="fp16")
+  with pytest.raises(TypeError, match="needs a keras.Model"):
+    export.convert("model.keras")
+
+
+def test_verify_matches_own_model_and_flags_another_models_content():
+  model, other = _dense(0), _dense(1)
+  own = export.verify(export.convert(model), model)
+  assert own["verified"] and own["max_abs_diff"] < 1e-5, own
+  assert own["top1_agreement"] == 1.0
+  assert own["inputs"] == "random normal (32 examples)"
+  x = np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)
+  scale = float(np.abs(model(x)).max())
+  given = export.verify(export.convert(model), model, (x, None))
+  assert given["tolerance"] == pytest.approx(1e-4 * max(1.0, scale))
+  assert given["inputs"] == "given (8 examples)"
+  wrong = export.convert(other)
+  r = export.verify(wrong, model, on_mismatch="ignore")
+  assert not r["verified"] and r["max_abs_diff"] > 100 * r["tolerance"], r
+  with pytest.warns(UserWarning, match="differs from Keras"):
+    export.verify(wrong, model)
+  with pytest.raises(ValueError, match="differs from Keras"):
+    export.verify(wrong, model, on_mismatch="raise")
+  with pytest.raises(ValueError, match="not a conversion of this model"):
+    export.verify(export.convert(_dense(0, outputs=3)), model)
+
+
+def test_verify_tolerance_follows_quantization(inputs):
+  # Dynamic range quantization skips weights under 1024 entries: a bigger net.
+  model = _model(seed=3)
+  x = inputs[:8]
+  r = export.verify(export.convert(model, quantize="dynamic"), model, x)
+  scale = float(np.abs(model(x)).max())
+  assert r["tolerance"] == pytest.approx(0.1 * scale)
+  assert r["verified"] and r["inputs"] == "given (8 examples)"
+  r = export.verify(export.convert(model), model, x, atol=0.5, rtol=0.0)
+  assert r["tolerance"] == 0.5
+
+
+def test_size_report_ratio_below_one_at_90_percent(monkeypatch):
+  model = _model(seed=3)
+  wrapped = masking.wrap(model, _masks(model, 0.9, seed=5))
+  content = export.convert(wrapped, sparse=True)
+  r = export.size_report(content, wrapped)
+  assert r["bytes"] == len(content)
+  assert r["size_ratio"] == pytest.approx(len(content) / r["dense_float_bytes"])
+  assert r["size_ratio"] < 0.5, r
+  calls = _count_converts(monkeypatch)
+  known = export.size_report(content, wrapped, dense_float_bytes=1000)
+  assert not calls and known["size_ratio"] == len(content) / 1000
+
+
+def test_time_interpreter_positive_times():
+  content = export.convert(_dense(0))
+  t = export.time_interpreter(content, runs=2)
+  assert t["runs"] == 2 and 0 < t["latency_min_ms"] <= t["latency_ms"]
+  assert t["resolver"].startswith(("default", "builtin"))
+  x = np.ones((3, 16), np.float32)
+  assert export.time_interpreter(content, 1, x=x)["latency_ms"] > 0
+  with pytest.raises(ValueError, match="runs >= 1"):
+    export.time_interpreter(content, runs=0)
+
+
+def test_export_for_run_writes_and_skips_dense_and_timing(monkeypatch,
+                                                          tmp_path):
+  model = _model(seed=3)
+  wrapped = sbp_tfmot.wrap(model, _masks(model, 0.9, seed=5))
+  calls = _count_converts(monkeypatch)
+  path = tmp_path / "run" / "model.tflite"  # folder created on demand
+  r = export.export_for_run(wrapped, path)
+  assert len(calls) == 1 and calls[0]["sparse"] is True
+  assert path.stat().st_size == r["bytes"] and r["path"] == str(path)
+  assert r["verified"] and r["num_sparse_tensors"] >= 2, r
+  assert "size_ratio" not in r and "latency_ms" not in r
+  assert not list(path.parent.glob("*.tmp"))  # atomic write left no temp
+  _interp(path.read_bytes())
+
+
+def test_to_tflite_switches_skip_dense_reference_and_timing(monkeypatch,
+                                                            tmp_path):
+  model = _dense(0)
+  calls = _count_converts(monkeypatch)
+  full = export.to_tflite(model, tmp_path / "a.tflite", time_runs=2)
+  assert len(calls) == 2 and calls[1]["sparse"] is False  # dense reference
+  assert full["size_ratio"] > 0 and full["latency_ms"] > 0
+  calls.clear()
+  cheap = export.to_tflite(model, tmp_path / "b.tflite", compare_dense=False,
+                           time_runs=0)
+  assert len(calls) == 1
+  assert cheap["size_ratio"] is None and cheap["dense_float_bytes"] is None
+  assert cheap["latency_ms"] is None and cheap["verified"]
+  calls.clear()
+  dense = export.to_tflite(model, tmp_path / "c.tflite", sparse=False,
+                           time_runs=0)
+  assert len(calls) == 1 and dense["size_ratio"] == 1.0  # own reference
