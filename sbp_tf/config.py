@@ -55,7 +55,7 @@ def defaults() -> ml_collections.ConfigDict:
   """
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.export_tflite = True
+  c.export_tflite = False  # opt-in: a training run exports only when asked
   c.dataset = ml_collections.ConfigDict(dict(
       name="cifar10",
       data_dir=_ph(str),

@@ -1,4 +1,5 @@
-"""Tests of tools/benchmark.py: statistics helpers and the --quick JSON schema.
+"""Tests of tools/benchmark.py and its sections (tools/bench): statistics
+helpers, the section registry and the --quick JSON schema.
 
 Timings are never asserted (the machine is shared); the quick run checks that
 every section produces its figures with the documented keys and types, that
@@ -16,9 +17,13 @@ import sys
 import numpy as np
 import pytest
 
+from tools import bench
 from tools import benchmark as bm
+from tools.bench import saliency
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+# The registry itself: tests add fake sections with monkeypatch.setitem.
+REGISTRY = bench._REGISTRY  # pylint: disable=protected-access
 
 
 # ---------------------------------------------------------------- helpers
@@ -169,6 +174,103 @@ def test_run_rejects_unknown_section_and_method():
     bm.run(s, ["saliency"])
 
 
+# ---------------------------------------------------------------- registry
+
+
+def test_registry_orders_sections_and_measures_saliency_last():
+  assert bm.SECTIONS == ("saliency", "training", "pipeline", "tflite",
+                         "memory")
+  # Training before pipeline (its reference rate); saliency, the longest,
+  # last so the others' figures are written first.
+  assert [s.name for s in bench.run_order(bm.SECTIONS)] == [
+      "training", "pipeline", "tflite", "memory", "saliency"]
+  assert [s.name for s in bench.run_order(["memory", "training"])] == [
+      "training", "memory"]
+
+
+def test_settings_are_the_sections_presets_with_overrides():
+  s = bm.Settings.quick_preset(methods=["sbp"], synflow_rounds=None)
+  assert s.methods == ["sbp"] and s.synflow_rounds == 3  # None: preset kept
+  assert s.train_batch == 32 and s.memory_batch == 8
+  flat = s.as_dict()
+  assert {"quick", "repeats", "seed", "data_dir", "methods", "saliency_models",
+          "train_model", "tflite_model", "memory_model"} <= set(flat)
+  assert "options" not in flat
+  s.train_batch = 4  # writes the section's setting, not a new attribute
+  assert s.as_dict()["train_batch"] == 4
+  full = bm.Settings.full(repeats=3)
+  assert full.train_rounds == 3 and full.synflow_rounds == 100
+  with pytest.raises(ValueError, match=r"Unknown setting\(s\) \['bogus'\]"):
+    bm.Settings.full(bogus=1)
+  with pytest.raises(AttributeError, match="presets"):
+    _ = s.no_such_setting
+
+
+def test_one_registered_section_runs_renders_and_checks_its_target(
+    monkeypatch):
+  # What adding tools/bench/<name>.py does: register() at import.
+  def run(settings, ctx):
+    ctx.progress({"value": 0.5})
+    return {"value": 2.0, "seen": sorted(ctx.results), "notes": ["n1"]}
+
+  section = bench.Section(
+      "foo", run, lambda sec: [f"value is {sec['value']}"],
+      targets=lambda sec: ([bench.target("foo target", "foo / ref",
+                                         sec["value"], "<=", 1.0)]
+                           if "value" in sec else []),
+      order=60)
+  monkeypatch.setitem(REGISTRY, "foo", section)
+  partials = []  # what on_section saw then (main writes it to disk at once)
+  res = bm.run(bm.Settings.quick_preset(), ["foo"], command="c",
+               on_section=lambda p: partials.append(
+                   (p["partial"], p["sections"]["foo"].get("value"))))
+  sec = res["sections"]["foo"]
+  assert sec["status"] == "ok" and sec["value"] == 2.0 and sec["seen"] == []
+  # The progress call and the section's end each wrote partial results.
+  assert partials == [(True, 0.5), (True, 2.0)]
+  assert [(t["name"], t["met"]) for t in res["targets"]] == [
+      ("foo target", False)]
+  md = bm.to_markdown(res)
+  assert "## Foo\n\nvalue is 2.0\n" in md and "- n1" in md
+  assert "| foo target | foo / ref | 2 | - | <= 1.0 | **missed** |" in md
+
+
+def test_a_failing_or_skipping_section_does_not_stop_the_others(monkeypatch):
+  def broken(settings, ctx):
+    raise RuntimeError("boom")
+
+  def skipped(settings, ctx):
+    raise bench.SkipSection("no data here")
+
+  monkeypatch.setitem(REGISTRY, "broken", bench.Section(
+      "broken", broken, lambda sec: [], order=61))
+  monkeypatch.setitem(REGISTRY, "skipped", bench.Section(
+      "skipped", skipped, lambda sec: [], order=62))
+  res = bm.run(bm.Settings.quick_preset(), ["broken", "skipped"])
+  assert res["sections"]["broken"]["status"] == "error"
+  assert "RuntimeError: boom" in res["sections"]["broken"]["reason"]
+  assert res["sections"]["skipped"] == dict(
+      res["sections"]["skipped"], status="skipped", reason="no data here")
+  md = bm.to_markdown(res)
+  assert "_error: RuntimeError: boom_" in md
+  assert "_skipped: no data here_" in md
+
+
+def test_register_rejects_a_second_module_with_the_same_name(monkeypatch):
+  monkeypatch.setattr(bench, "_REGISTRY", dict(REGISTRY))
+  other = bench.Section("saliency", lambda s, c: {}, lambda sec: [])
+  with pytest.raises(ValueError, match="registered by both"):
+    bench.register(other)
+
+
+def test_target_verdicts():
+  assert bench.target("t", "f", 1.0, "<=", 1.0)["met"] is True
+  assert bench.target("t", "f", 0.9, ">=", 1.0)["met"] is False
+  assert bench.target("t", "f", None, ">=", 1.0)["met"] is None
+  with pytest.raises(ValueError, match="op must be"):
+    bench.target("t", "f", 1.0, "<", 1.0)
+
+
 # ---------------------------------------------------------------- --quick
 
 
@@ -215,7 +317,7 @@ def test_quick_top_level_and_machine(quick_run):
 
 def test_quick_saliency_rows(quick_run):
   rows = quick_run[0]["sections"]["saliency"]["rows"]
-  assert sorted(r["method"] for r in rows) == sorted(bm.METHODS)
+  assert sorted(r["method"] for r in rows) == sorted(saliency.METHODS)
   for r in rows:
     _is_stat(r["train_step_s"], "s") and _is_stat(r["prune_steady_s"], "s")
     ratio = r["ratio_to_step"]

@@ -8,6 +8,7 @@ import pytest
 from sbp_tf import callbacks as cb_lib
 from sbp_tf import config as sbp_config
 from sbp_tf.compat import keras, tf
+from sbp_tf import pruning
 from sbp_tf.training import report as report_lib
 from sbp_tf.training import workdir as wd_lib
 
@@ -86,10 +87,13 @@ def test_layer_report_counts_and_files(tmp_path):
            "b/kernel": np.zeros((3,), np.float32)}
   summary = report_lib.write_reports(masks, tmp_path, "r")
   assert summary["density"] == pytest.approx(1 / 7)
-  assert summary["collapsed_layers"] == 1
+  assert summary["collapsed"] == ["b/kernel"]
   assert [r["density"] for r in summary["layers"]] == [0.25, 0.0]
+  # One schema: the workdir's report is prune()'s report.
+  assert summary == pruning.Masks(masks).report().summary()
   md = (tmp_path / "r.md").read_text()
   assert "| a/kernel | 2x2 | 4 | 1 | 0.2500 |" in md
-  assert "| **total** | | 7 | 1 | 0.1429 |" in md
+  assert "| b/kernel (collapsed) | 3 | 3 | 0 | 0.0000 |" in md
+  assert "| **total** |  | 7 | 1 | 0.1429 |" in md
   assert (tmp_path / "r.png").stat().st_size > 1000
   assert json.loads((tmp_path / "r.json").read_text())["total_kept"] == 1

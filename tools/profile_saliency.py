@@ -24,13 +24,15 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from sbp_tf import _env  # noqa: F401,E402  (Keras 2 before TensorFlow)
+# Selects Keras 2 before TensorFlow is imported.
+import sbp_tf  # noqa: F401,E402
 
-import json  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
+
+from sbp_tf import files  # noqa: E402
 
 
 def profile(model_name="resnet32", batch_size=128, repeats=3, sparsity=0.9,
@@ -53,10 +55,10 @@ def profile(model_name="resnet32", batch_size=128, repeats=3, sparsity=0.9,
   y = tf.constant(rng.integers(0, int(m.output_shape[-1]), batch_size)
                   .astype(np.int32))
   m.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            loss=pruning.default_loss())
   w0 = m.get_weights()
   variables = [t.variable for t in pruning.prunable_targets(m)]
-  loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  loss_fn = pruning.default_loss()
 
   def loss():
     return loss_fn(y, tf.cast(m(x, training=True), tf.float32) / temperature)
@@ -141,7 +143,7 @@ def main(argv):
   print(f"  Hg reverse vs forward-over-reverse: max rel diff "
         f"{res['hg_max_rel_diff']:.2e}")
   if FLAGS.out:
-    pathlib.Path(FLAGS.out).write_text(json.dumps(res, indent=1) + "\n")
+    files.write_json(FLAGS.out, res)
 
 
 if __name__ == "__main__":

@@ -3,15 +3,15 @@
 No training. For one architecture, one method and one seed: build the model
 (``sbp_tf.models``), score it once with ``sbp_tf.pruning.prune`` on real
 data, then for each target sparsity ``s`` take the global top
-``round((1 - s) N)`` of the scores (``pruning.threshold.select``, the same
+``round((1 - s) N)`` of the scores (``pruning.select``, the same
 selection ``prune`` makes) and record
 
-* the fully pruned layers (``diagnostics.collapsed_layers``),
+* the fully pruned layers (``pruning.diagnose``),
 * whether every output is still reachable from the input
-  (``diagnostics.connectivity``),
+  (``pruning.diagnose``),
 * the per-layer density ``kept_l / size_l``;
 
-and the critical sparsity of the scores (``diagnostics.critical_sparsity``:
+and the critical sparsity of the scores (``pruning.critical_sparsity``:
 the largest sparsity that prunes no layer entirely). Iterative methods
 (SynFlow: ``rounds > 1``) are pruned afresh from the same init for every
 target with their schedule; their masks at each target come from different
@@ -31,7 +31,6 @@ Usage::
 """
 
 import json
-import os
 import pathlib
 import time
 from typing import Any, Dict
@@ -82,10 +81,8 @@ def run(cfg: Dict[str, Any], run_dir) -> Dict[str, Any]:
   """
   t0 = time.time()
   # pylint: disable=g-import-not-at-top
-  from sbp_tf import models, pruning
+  from sbp_tf import files, models, pruning
   from sbp_tf.compat import keras
-  from sbp_tf.pruning import diagnostics, scores as scores_lib, state
-  from sbp_tf.pruning import threshold
   # pylint: enable=g-import-not-at-top
   run_dir = pathlib.Path(run_dir)
   run_dir.mkdir(parents=True, exist_ok=True)
@@ -93,35 +90,28 @@ def run(cfg: Dict[str, Any], run_dir) -> Dict[str, Any]:
   keras.utils.set_random_seed(cfg["seed"])
   model = models.build(cfg["model"], info.num_classes,
                        tuple(info.input_shape), **cfg["options"])
-  method = scores_lib.get(cfg["method"])
   targets = sorted(cfg["targets"])
   keys = [t.key for t in pruning.prunable_targets(model)]
-  init = state.snapshot(model)
-  common = dict(data=ds if method.needs_data else None,
-                num_batches=cfg["num_batches"], seed=cfg["seed"],
-                on_collapse="ignore")
+  common = dict(data=ds, num_batches=cfg["num_batches"], seed=cfg["seed"])
   # One-shot scores: critical sparsity, and the masks of one-shot methods.
-  first = pruning.prune(model, cfg["method"], targets[0], rounds=1, **common)
-  state.restore(init)
-  crit = diagnostics.critical_sparsity(first.scores, method.keep)
+  scores = pruning.score(model, cfg["method"], **common)
+  crit = pruning.critical_sparsity(scores, scores.keep)
   iterative = cfg["method"] == "synflow" and cfg.get("synflow_rounds", 1) > 1
+  init = model.get_weights()
   out_t, dens = {}, {}
   for t in targets:
-    if iterative:
-      res = pruning.prune(model, cfg["method"], t,
-                          rounds=cfg["synflow_rounds"], **common)
-      masks = res.masks
-      state.restore(init)
+    if iterative:  # pruned afresh from the same init for every target
+      masks = pruning.prune(model, cfg["method"], t, on_collapse="ignore",
+                            rounds=cfg["synflow_rounds"], **common).masks
+      model.set_weights(init)
     else:
-      imp = first.scores if method.keep == "largest" else {
-          k: -v for k, v in first.scores.items()}
-      masks = pruning.Masks(threshold.select(imp, 1.0 - t))
-    collapsed = diagnostics.collapsed_layers(masks)
-    conn = diagnostics.connectivity(model, masks)
+      masks = pruning.select(scores, t)
+    d = pruning.diagnose(model, masks)
     out_t[_pct(t)] = dict(sparsity=float(masks.sparsity()),
-                          collapsed_layers=len(collapsed), collapsed=collapsed,
-                          connected=bool(conn.connected),
-                          reachable_fraction=float(conn.reachable_fraction))
+                          collapsed_layers=len(d["collapsed"]),
+                          collapsed=d["collapsed"],
+                          connected=bool(d["connected"]),
+                          reachable_fraction=float(d["reachable_fraction"]))
     ld = masks.layer_density()
     dens[_pct(t)] = [float(ld[k]) for k in keys]
   crit_s, crit_layer, bracket = float(crit.sparsity), crit.bottleneck, None
@@ -135,10 +125,8 @@ def run(cfg: Dict[str, Any], run_dir) -> Dict[str, Any]:
       critical_bracket=bracket,
       one_shot_critical_sparsity=float(crit.sparsity),
       num_layers=len(keys), layer_keys=keys,
-      prunable_weights=int(sum(first.masks[k].size for k in keys)),
+      prunable_weights=int(sum(scores[k].size for k in keys)),
       rounds=(cfg["synflow_rounds"] if iterative else 1),
       targets=out_t, layer_density=dens, wall_time_s=time.time() - t0)
-  tmp = run_dir / "collapse.json.tmp"
-  tmp.write_text(json.dumps(metrics, indent=1))
-  os.replace(tmp, run_dir / "collapse.json")
+  files.write_text(run_dir / "collapse.json", json.dumps(metrics, indent=1))
   return metrics

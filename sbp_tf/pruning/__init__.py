@@ -25,6 +25,6 @@ from sbp_tf.pruning.saliency import default_loss  # noqa: F401
 from sbp_tf.pruning.rescale import rescale  # noqa: F401
 from sbp_tf.pruning.diagnostics import (  # noqa: F401
     Connectivity, CriticalSparsity, collapsed_layers, connectivity,
-    critical_sparsity)
+    critical_sparsity, zero_fraction)
 from sbp_tf.pruning.schedule import exponential as exponential_schedule  # noqa: F401
 from sbp_tf.pruning.threshold import kept_count  # noqa: F401

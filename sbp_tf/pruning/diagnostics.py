@@ -31,6 +31,17 @@ from sbp_tf.compat import tf
 from sbp_tf.pruning import state
 
 
+def zero_fraction(variables) -> float:
+  """Measured sparsity: ``#{w = 0} / #w`` over ``variables`` (0 if empty).
+
+  Shows that masks hold during training: it equals the masks' sparsity
+  while every pruned weight stays exactly zero.
+  """
+  zeros = sum(int(np.sum(np.asarray(v) == 0)) for v in variables)
+  total = sum(int(np.prod(np.shape(v))) for v in variables)
+  return zeros / max(total, 1)
+
+
 def collapsed_layers(masks: Mapping[str, np.ndarray]) -> List[str]:
   """Keys of masks that keep no weight."""
   return [k for k, m in masks.items()

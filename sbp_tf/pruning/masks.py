@@ -19,6 +19,8 @@ from typing import Dict, Iterator, List, Mapping, Optional
 import numpy as np
 
 from sbp_tf import compat
+from sbp_tf import files
+from sbp_tf import markdown
 from sbp_tf.pruning.targets import prunable_targets
 
 _ORDER_KEY = "__sbp_tf_mask_order__"
@@ -55,26 +57,27 @@ class Report(list):
                 sparsity=1.0 - self.density,
                 collapsed=[r["layer"] for r in self if r["collapsed"]])
 
-  def to_json(self, path: Optional[str] = None) -> str:
-    """JSON of :meth:`summary`; also written to ``path`` if given."""
-    text = json.dumps(self.summary(), indent=2)
+  def to_json(self, path=None) -> str:
+    """JSON of :meth:`summary`; also written to ``path`` (atomically) if
+    given."""
+    text = json.dumps(self.summary(), indent=2) + "\n"
     if path is not None:
-      with open(path, "w") as f:
-        f.write(text + "\n")
+      files.write_text(path, text)
     return text
 
-  def to_markdown(self) -> str:
-    """A markdown table: layer | shape | weights | kept | density."""
-    lines = ["| layer | shape | weights | kept | density |",
-             "|---|---|---:|---:|---:|"]
-    for r in self:
-      shape = "x".join(str(d) for d in r["shape"])
-      flag = " (collapsed)" if r["collapsed"] else ""
-      lines.append(f"| {r['layer']}{flag} | {shape} | {r['weights']} | "
-                   f"{r['kept']} | {r['density']:.4f} |")
-    lines.append(f"| **total** | | {self.total_weights} | {self.total_kept} | "
-                 f"{self.density:.4f} |")
-    return "\n".join(lines) + "\n"
+  def to_markdown(self, path=None) -> str:
+    """A markdown table: layer | shape | weights | kept | density, and a total
+    row; also written to ``path`` (atomically) if given."""
+    rows = [[r["layer"] + (" (collapsed)" if r["collapsed"] else ""),
+             "x".join(str(d) for d in r["shape"]), r["weights"], r["kept"],
+             r["density"]] for r in self]
+    rows.append(["**total**", "", self.total_weights, self.total_kept,
+                 self.density])
+    text = markdown.table(["layer", "shape", "weights", "kept", "density"],
+                          rows, align="llrrr")
+    if path is not None:
+      files.write_text(path, text)
+    return text
 
   def __str__(self):
     return self.to_markdown()

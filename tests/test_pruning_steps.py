@@ -1,0 +1,205 @@
+"""The public steps score / select / apply / diagnose, and method options."""
+
+import numpy as np
+import pytest
+
+from sbp_tf import config as sbp_config
+from sbp_tf import pruning
+from sbp_tf.compat import keras, tf
+
+
+def _cnn(seed=0):
+  keras.utils.set_random_seed(seed)
+  inp = keras.Input((6, 6, 2))
+  h = keras.layers.Conv2D(4, 3, name="c1")(inp)
+  h = keras.layers.BatchNormalization(name="bn")(h)
+  h = keras.layers.Activation("relu")(h)
+  h = keras.layers.Flatten()(h)
+  h = keras.layers.Dense(12, activation="tanh", name="d1")(h)
+  return keras.Model(inp, keras.layers.Dense(3, name="d2")(h))
+
+
+def _data(n=10):
+  rng = np.random.default_rng(0)
+  return (rng.normal(size=(n, 6, 6, 2)).astype(np.float32),
+          rng.integers(0, 3, n).astype(np.int32))
+
+
+def _weights(model):
+  return [w.numpy().copy() for w in model.weights]
+
+
+@pytest.mark.parametrize("method,rescale", [("sbp", False), ("grasp", True),
+                                            ("magnitude", False),
+                                            ("synflow", True)])
+def test_steps_compose_to_prune_bit_for_bit(method, rescale):
+  a, b = _cnn(), _cnn()
+  res = pruning.prune(a, method, 0.8, data=_data(), rescale=rescale,
+                      rounds=1, on_collapse="ignore")
+  scores = pruning.score(b, method, data=_data())
+  masks = pruning.select(scores, 0.8)
+  factors = pruning.apply(b, masks, rescale=rescale)
+  assert list(masks) == list(res.masks)
+  for k in masks:
+    np.testing.assert_array_equal(masks[k], res.masks[k])
+    np.testing.assert_array_equal(scores[k], res.scores[k])
+  for wa, wb in zip(_weights(a), _weights(b)):
+    np.testing.assert_array_equal(wa, wb)
+  assert sorted(factors) == sorted(res.rescale_factors)
+
+
+def test_score_leaves_every_variable_unchanged():
+  m = _cnn()
+  before = _weights(m)
+  for method in ("sbp", "grasp", "synflow"):
+    pruning.score(m, method, data=_data())
+  for w0, w1 in zip(before, _weights(m)):
+    np.testing.assert_array_equal(w0, w1)
+
+
+def test_scores_carry_the_sign_convention():
+  m = _cnn()
+  s = pruning.score(m, "grasp", data=_data())
+  assert s.keep == "smallest" and s.method == "grasp"
+  imp = s.importance()
+  for k in s:
+    np.testing.assert_array_equal(imp[k], -s[k])
+  # select keeps the smallest GraSP scores: the kept ones are all <= the
+  # pruned ones (global threshold).
+  masks = pruning.select(s, 0.5)
+  kept = np.concatenate([s[k][masks[k] > 0] for k in s])
+  pruned = np.concatenate([s[k][masks[k] == 0] for k in s])
+  assert kept.max() <= pruned.min()
+  # A plain mapping is read as importance (larger kept).
+  plain = pruning.select(dict(s), 0.5)
+  kept = np.concatenate([s[k][plain[k] > 0] for k in s])
+  pruned = np.concatenate([s[k][plain[k] == 0] for k in s])
+  assert kept.min() >= pruned.max()
+
+
+def test_select_counts_scope_and_bad_input():
+  scores = {"a": np.array([3., 1., 5., 0.]), "b": np.array([2., 4.])}
+  m = pruning.select(scores, 0.5)
+  assert isinstance(m, pruning.Masks) and m.kept() == 3
+  np.testing.assert_array_equal(m["a"], [1, 0, 1, 0])
+  np.testing.assert_array_equal(m["b"], [0, 1])
+  lw = pruning.select(scores, 0.5, scope="layerwise")
+  assert [int(lw[k].sum()) for k in lw] == [2, 1]
+  with pytest.raises(ValueError, match="scope='per_unit' is not known"):
+    pruning.select(scores, 0.5, scope="per_unit")
+  with pytest.raises(ValueError, match=r"sparsity must be in \[0, 1\]"):
+    pruning.select(scores, 1.5)
+
+
+def test_apply_checks_masks_before_changing_anything():
+  m = _cnn()
+  before = _weights(m)
+  bad = pruning.Masks({"nope/kernel": np.ones((2, 2), np.float32)})
+  with pytest.raises(ValueError, match="nope/kernel"):
+    pruning.apply(m, bad)
+  for w0, w1 in zip(before, _weights(m)):
+    np.testing.assert_array_equal(w0, w1)
+
+
+def test_diagnose_takes_masks_and_optionally_scores():
+  m = _cnn()
+  s = pruning.score(m, "magnitude")
+  masks = pruning.select(s, 0.5)
+  d = pruning.diagnose(m, masks)
+  assert d["collapsed"] == [] and d["connected"] is True
+  assert "critical_sparsity" not in d
+  d = pruning.diagnose(m, masks, s)
+  crit = pruning.critical_sparsity(s)
+  assert d["critical_sparsity"] == crit.sparsity
+  dead = pruning.Masks({k: np.zeros_like(v) if k == "d1/kernel" else v
+                        for k, v in masks.items()})
+  d = pruning.diagnose(m, dead)
+  assert d["collapsed"] == ["d1/kernel"] and d["connected"] is False
+
+
+def _grasp_reference(model, x, y, temperature):
+  """``-W * (H g)`` by nested tapes, independently of sbp_tf's saliency."""
+  kernels = [t.variable for t in pruning.prunable_targets(model)]
+  ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  with tf.GradientTape() as outer:
+    with tf.GradientTape() as inner:
+      loss = ce(y, model(x, training=True) / temperature)
+    g = inner.gradient(loss, kernels)
+    gz = tf.add_n([tf.reduce_sum(gi * tf.stop_gradient(gi)) for gi in g])
+  hg = outer.gradient(gz, kernels)
+  return {t.key: -t.variable.numpy().astype(np.float64) * h.numpy()
+          for t, h in zip(pruning.prunable_targets(model), hg)}
+
+
+def test_grasp_temperature_option_reaches_the_score():
+  m = _cnn()
+  x, y = _data()
+  for temp in (200.0, 5.0):
+    got = pruning.score(m, "grasp", data=(x, y), temperature=temp)
+    want = _grasp_reference(m, x, y, temp)
+    for k in want:
+      np.testing.assert_allclose(got[k], want[k], rtol=2e-3,
+                                 atol=1e-6 * np.abs(want[k]).max())
+  assert pruning.method_options("grasp") == {"temperature": 200.0}
+  with pytest.raises(ValueError, match="temperature must be a number > 0"):
+    pruning.score(m, "grasp", data=(x, y), temperature=0.0)
+
+
+def test_synflow_precision_option():
+  m = _cnn()
+  f64 = pruning.score(m, "synflow")
+  f32 = pruning.score(m, "synflow", precision="float32")
+  for k in f64:
+    np.testing.assert_allclose(f32[k], f64[k], rtol=1e-4,
+                               atol=1e-9 * f64[k].max())
+  with pytest.raises(ValueError, match="precision='float16' is not known"):
+    pruning.score(m, "synflow", precision="float16")
+
+
+def test_unknown_option_is_named_with_the_valid_ones():
+  with pytest.raises(ValueError, match=r"Unknown option\(s\) \['temprature'\] "
+                     r"for pruning method 'grasp'.*\['temperature'\]"):
+    pruning.prune(_cnn(), "grasp", 0.5, data=_data(), temprature=3.0)
+  with pytest.raises(ValueError, match="no options"):
+    pruning.score(_cnn(), "magnitude", beta=1.0)
+  with pytest.raises(ValueError, match="instance"):
+    pruning.score(_cnn(), pruning.scores.GraSP(), data=_data(),
+                  temperature=3.0)
+
+
+# --- A new method with one option: one new class, nothing else edited. ---
+
+@pytest.fixture(scope="module")
+def power_method():
+  @pruning.register_method("test_power")
+  class Power(pruning.Method):  # pylint: disable=unused-variable
+    """``|W|^p``: with p > 0 the same ranking as magnitude."""
+
+    def __init__(self, p: float = 1.0):
+      self.p = p
+
+    def score(self, ctx):
+      return {k: np.abs(w) ** self.p for k, w in ctx.weights().items()}
+  yield "test_power"
+  pruning.scores._REGISTRY.pop("test_power")  # pylint: disable=protected-access
+
+
+def test_new_method_option_through_prune_and_config(power_method):
+  m = _cnn()
+  s = pruning.score(m, power_method, p=2.0)
+  for t in pruning.prunable_targets(m):
+    np.testing.assert_allclose(s[t.key], np.abs(t.variable.numpy()) ** 2)
+  res = pruning.prune(_cnn(), power_method, 0.7, p=3.0)
+  ref = pruning.prune(_cnn(), "magnitude", 0.7)
+  for k in ref.masks:
+    np.testing.assert_array_equal(res.masks[k], ref.masks[k])
+  # The config schema grows the option by itself and validates it.
+  cfg = sbp_config.defaults()
+  assert "p" in cfg.prune.options
+  cfg.prune.method = power_method
+  cfg.prune.options.p = 2.0
+  sbp_config.validate(cfg)
+  cfg.prune.method = "sbp"
+  with pytest.raises(ValueError, match=r"prune\.options\.p=2\.0 is not an "
+                     "option of pruning method 'sbp'"):
+    sbp_config.validate(cfg)
