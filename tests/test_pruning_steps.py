@@ -203,3 +203,31 @@ def test_new_method_option_through_prune_and_config(power_method):
   with pytest.raises(ValueError, match=r"prune\.options\.p=2\.0 is not an "
                      "option of pruning method 'sbp'"):
     sbp_config.validate(cfg)
+
+
+def test_pruning_models_in_a_loop_warns_no_retracing():
+  import logging  # pylint: disable=g-import-not-at-top
+  seen = []
+
+  class Keep(logging.Handler):
+    def emit(self, record):
+      seen.append(record.getMessage())
+  handler = Keep()
+  tf.get_logger().addHandler(handler)
+  try:
+    x, y = _data()
+    for i in range(7):
+      m = _cnn(seed=i)
+      pruning.prune(m, "sbp", 0.5, data=(x, y))
+      pruning.prune(m, "synflow", 0.5, rounds=2)
+
+    @tf.function
+    def other(v):  # another function retraced in a loop still warns
+      return v * 2
+    for n in range(7):
+      other(tf.zeros([n + 1]))
+  finally:
+    tf.get_logger().removeHandler(handler)
+  ours = [s for s in seen if "retracing" in s and "other" not in s]
+  assert not ours, ours[0]
+  assert any("retracing" in s and "other" in s for s in seen)

@@ -80,6 +80,28 @@ def as_dataset(data) -> tf.data.Dataset:
                   f"{type(data).__name__}.")
 
 
+class _PerModelTracing:
+  """Drops TensorFlow's "triggered tf.function retracing" warning for the
+  functions sbp_tf traces once per model (saliency steps, SynFlow's R).
+
+  Each model gets its own traced function by design (its variables are
+  captured), so pruning models in a loop traces once per model; TensorFlow
+  counts traces per code object across all of them and advises moving the
+  function out of the loop, which does not apply. Other functions' warnings
+  pass.
+  """
+  NAMES = ("Saliency._compiled.<locals>.step",
+           "_float64_runner.<locals>.grad", "_float32_runner.<locals>.g")
+
+  def filter(self, record) -> bool:
+    msg = record.getMessage()
+    return not ("triggered tf.function retracing" in msg
+                and any(n in msg for n in self.NAMES))
+
+
+tf.get_logger().addFilter(_PerModelTracing())
+
+
 class Saliency:
   """Gradients / Hessian-gradient products of the loss w.r.t. variables.
 

@@ -34,6 +34,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+from sbp_tf import compat
 from sbp_tf.compat import keras, tf
 from sbp_tf.pruning import saliency, state
 from sbp_tf.pruning.targets import prunable_targets
@@ -370,6 +371,32 @@ def _as_float64(config):
   return config
 
 
+def _float64_clone(model, targets, shapes):
+  """``model`` rebuilt from its config in float64 with identity activations.
+
+  Returns ``(clone, own, cloned, mapped, kernels)``: the model's and the
+  clone's unique weights, ``id(own weight) -> clone weight`` and the clone's
+  kernels in ``targets`` order. Raises if the weights do not correspond.
+  """
+  ins = [keras.Input(batch_size=None, shape=s[1:], name=name,
+                     dtype=tf.float64 if x.dtype.is_floating else x.dtype)
+         for s, x, name in zip(shapes, model.inputs, model.input_names)]
+  clone = keras.models.clone_model(
+      model, input_tensors=ins if len(ins) > 1 else ins[0],
+      clone_function=lambda layer: layer.__class__.from_config(
+          _as_float64(layer.get_config())))
+  own, cloned = state.unique_weights(model), state.unique_weights(clone)
+  mapped = {id(v): c for v, c in zip(own, cloned)}
+  by_key = {t.key: t.variable for t in prunable_targets(clone)}
+  if (len(own) != len(cloned) or
+      any(tuple(v.shape) != tuple(c.shape) for v, c in zip(own, cloned)) or
+      any(mapped.get(id(t.variable)) is not by_key.get(t.key)
+          for t in targets)):
+    raise ValueError("the clone's weights do not match the model's")
+  state.linearize_activations(clone)  # for good: the clone is ours
+  return clone, own, cloned, mapped, [by_key[t.key] for t in targets]
+
+
 def _float64_runner(model, targets):
   """``(run, None)``: a float64 SynFlow of ``model``; ``(None, why)`` if none.
 
@@ -383,23 +410,8 @@ def _float64_runner(model, targets):
   """
   shapes = _input_shapes(model)
   try:
-    ins = [keras.Input(batch_size=None, shape=s[1:], name=name,  # no
-                       dtype=tf.float64 if x.dtype.is_floating else x.dtype)
-           for s, x, name in zip(shapes, model.inputs, model.input_names)]
-    clone = keras.models.clone_model(
-        model, input_tensors=ins if len(ins) > 1 else ins[0],
-        clone_function=lambda layer: layer.__class__.from_config(
-            _as_float64(layer.get_config())))
-    own, cloned = state.unique_weights(model), state.unique_weights(clone)
-    mapped = {id(v): c for v, c in zip(own, cloned)}
-    by_key = {t.key: t.variable for t in prunable_targets(clone)}
-    if (len(own) != len(cloned) or
-        any(tuple(v.shape) != tuple(c.shape) for v, c in zip(own, cloned)) or
-        any(mapped.get(id(t.variable)) is not by_key.get(t.key)
-            for t in targets)):
-      raise ValueError("the clone's weights do not match the model's")
-    kernels = [by_key[t.key] for t in targets]
-    state.linearize_activations(clone)  # for good: the clone is ours
+    clone, own, cloned, mapped, kernels = _float64_clone(model, targets,
+                                                         shapes)
     ones = [tf.ones(s, tf.float64 if x.dtype.is_floating else x.dtype)
             for s, x in zip(shapes, model.inputs)]
     ones = ones if len(ones) > 1 else ones[0]
@@ -493,12 +505,12 @@ def _is_chain(layer) -> bool:
     return True
   if isinstance(layer, keras.Sequential):
     return all(_is_chain(l) for l in layer.layers)
-  if not getattr(layer, "_is_graph_network", False):
+  if not compat.is_graph_network(layer):
     return False
   if len(layer.inputs) != 1 or len(layer.outputs) != 1:
     return False
   called, fed = set(), set()
-  for nodes in layer._nodes_by_depth.values():  # pylint: disable=protected-access
+  for nodes in compat.nodes_by_depth(layer).values():
     for node in nodes:
       if isinstance(node.layer, keras.layers.InputLayer):
         continue

@@ -17,6 +17,7 @@ from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
+from sbp_tf import compat
 from sbp_tf.compat import keras
 from sbp_tf.pruning.targets import prunable_targets
 
@@ -49,15 +50,8 @@ def restore(snap) -> None:
 
 
 def _sublayers(model) -> List:
-  """Every layer nested in ``model`` (not itself), each once.
-
-  Keras' own layer walk: ``tf.Module.submodules`` visits every attribute of
-  every object and took ~0.25 s per call on ResNet-50.
-  """
-  flatten = getattr(model, "_flatten_layers", None)
-  if flatten is None:  # not a Keras layer: the generic module walk
-    return list(model.submodules)
-  return list(flatten(include_self=False, recursive=True))
+  """Every layer nested in ``model`` (not itself), each once."""
+  return compat.flatten_layers(model, include_self=False)
 
 
 def _batch_norm_roles(model) -> Dict[int, float]:

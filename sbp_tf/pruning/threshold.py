@@ -86,8 +86,8 @@ def _top_segments(segments, k: int) -> list:
   linear time: ``t``, the k-th largest value, comes from a sampled bracket
   on large pools (:func:`_kth_largest_by_sample`), else from partitioning
   the concatenation; every value ``> t`` is kept, and the first
-  ``k - #(> t)`` positions holding ``t`` fill the rest (a full sort of 25M
-  scores took ~6 s on this 2-core machine).
+  ``k - #(> t)`` positions holding ``t`` fill the rest (no full sort: it
+  dominates the selection on pools of tens of millions of weights).
   """
   n = sum(seg.size for seg in segments)
   if k >= n:
