@@ -9,8 +9,7 @@ Usage::
 import time
 from typing import Sequence
 
-import numpy as np
-
+from sbp_tf import pruning
 from sbp_tf.compat import keras
 from sbp_tf.training import workdir as wd_lib
 
@@ -81,9 +80,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
     row = {"epoch": done}
     row.update({k: float(v) for k, v in (logs or {}).items()})
     if self.targets:
-      zeros = sum(int(np.sum(v.numpy() == 0)) for v in self.targets)
-      total = sum(int(np.prod(v.shape)) for v in self.targets)
-      row["weight_sparsity"] = zeros / max(total, 1)
+      row["weight_sparsity"] = pruning.zero_fraction(self.targets)
     row["epoch_time_s"] = time.time() - (self._t0 or time.time())
     rows = [r for r in self.workdir.metrics() if r["epoch"] < done] + [row]
     self.workdir.write_metrics(rows)

@@ -1,13 +1,23 @@
-"""Shared command-line plumbing of the sbp_tf binaries (train, tune).
+"""Shared command-line plumbing of the sbp_tf binaries (train, tune, reproduce).
 
 User mistakes on the command line (a missing or broken --config file, a
 mistyped --config.<field>, a bad flag value) end the binary with one
 ``[sbp_tf] error: ...`` line naming the problem and the fix, exit status 1,
 and no traceback.
 
+The flags every binary shares are declared here once: ``--workdir``
+(:func:`define_workdir_flag`; train, tune, tools/reproduce.py) and
+``--config``, ``--strategy``, ``--tpu``, ``--overwrite``
+(:func:`define_experiment_flags`; train, tune).
+
 Usage::
 
+    _F = {}
+    def define_flags():
+      cli.define_experiment_flags(_F, workdir_help="Output folder of the run.")
+      ...  # the binary's own flags
     app.run(main, flags_parser=cli.parse_flags)
+    # in main(): cli.quiet_absl_logs()
 """
 
 import ast
@@ -17,6 +27,7 @@ import sys
 from typing import List, Optional
 
 from absl import flags
+from absl import logging
 
 
 def fail(message: str) -> None:
@@ -114,3 +125,53 @@ def parse_flags(argv: List[str]) -> List[str]:
              "file or the --config.<field> flags.")
     fail(msg)
   return argv  # unreachable
+
+
+def define_workdir_flag(help_text: str):
+  """Declares the required ``--workdir`` flag; returns its holder."""
+  holder = flags.DEFINE_string("workdir", None, help_text)
+  flags.mark_flag_as_required("workdir")
+  return holder
+
+
+def define_experiment_flags(holder: dict, *, config_help: str,
+                            workdir_help: str, strategy_help: str,
+                            overwrite_help: str,
+                            lock_config: bool = False) -> None:
+  """Declares the flags of binaries that run experiments (train, tune).
+
+  Adds the holders of ``--config`` (required, with ``--config.<field>``
+  overrides), ``--workdir`` (required), ``--strategy`` (one of
+  ``sbp_tf.strategy.NAMES``), ``--tpu`` and ``--overwrite`` to ``holder``
+  under those names. Call at run time, not import time, so that importing a
+  binary's module defines no flags.
+
+  Args:
+    holder: dict receiving the flag holders.
+    config_help, workdir_help, strategy_help, overwrite_help: the binary's
+      help text of each flag.
+    lock_config: forbid adding fields to the config (ml_collections).
+  """
+  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags
+  from sbp_tf import strategy as sbp_strategy
+  holder["config"] = config_flags.DEFINE_config_file(
+      "config", None, config_help, lock_config=lock_config)
+  holder["workdir"] = define_workdir_flag(workdir_help)
+  holder["strategy"] = flags.DEFINE_enum(
+      "strategy", "auto", list(sbp_strategy.NAMES), strategy_help)
+  holder["tpu"] = flags.DEFINE_string("tpu", None,
+                                      "TPU name or grpc:// address.")
+  holder["overwrite"] = flags.DEFINE_bool("overwrite", False, overwrite_help)
+  flags.mark_flag_as_required("config")
+
+
+def quiet_absl_logs() -> None:
+  """Shows absl/TensorFlow log lines from WARNING up, unless --verbosity
+  (-v) was given.
+
+  TF's per-checkpoint/collective INFO lines drown the progress output.
+  sbp_tf's own lines (sbp_tf.log) are not affected.
+  """
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)

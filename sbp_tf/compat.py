@@ -1,17 +1,30 @@
-"""The TensorFlow and Keras 2 handles every module of sbp_tf uses.
+"""The TensorFlow and Keras 2 handles, and the one adapter to Keras internals.
 
 Usage::
 
     from sbp_tf.compat import tf, keras   # keras is tf_keras (Keras 2)
+    from sbp_tf import compat
+    compat.is_graph_network(model)         # functional model?
+
+Masking needs a few private Keras/TF attributes that have no public
+equivalent. Each is read or written by exactly one small function below
+(``set_variable_constraint``, ``autocast_inner``, ``is_graph_network``,
+``nodes_by_depth``, ``flatten_layers``, ``batch_input_shape``,
+``set_batch_input_shape``); tests/test_compat.py checks each one against the
+installed Keras, so a Keras release that moves an internal fails there, by
+name, instead of deep inside pruning.
 
 Touching ``tf.keras`` before ``sbp_tf`` is imported, in a process where
 ``TF_USE_LEGACY_KERAS`` was not set, makes ``tf.keras`` Keras 3, which tfmot
 cannot wrap; this module then raises with the fix instead of failing later.
 """
 
-from sbp_tf import _env  # noqa: F401  (must precede the TensorFlow import)
+from sbp_tf import _env  # (must precede the TensorFlow import)
 
-import tensorflow as tf
+from typing import Dict, List, Optional
+
+with _env.quiet_tensorflow_startup():
+  import tensorflow as tf
 
 keras = tf.keras
 
@@ -21,7 +34,7 @@ if not keras.__name__.startswith("tf_keras"):
       "used before sbp_tf was imported, without TF_USE_LEGACY_KERAS=1. Fix: set "
       "TF_USE_LEGACY_KERAS=1 in the environment, or import sbp_tf before "
       "touching tf.keras." % keras.__name__)
-
+_env.quiet_tensorflow_python_logs(tf)
 
 
 def check_not_keras3(model, where: str) -> None:
@@ -41,7 +54,10 @@ def check_not_keras3(model, where: str) -> None:
         "`import tf_keras as keras`), not with `import keras`.")
 
 
-__all__ = ["tf", "keras", "check_not_keras3", "register_serializable"]
+__all__ = ["tf", "keras", "check_not_keras3", "register_serializable",
+           "set_variable_constraint", "autocast_inner", "is_graph_network",
+           "nodes_by_depth", "flatten_layers", "batch_input_shape",
+           "set_batch_input_shape"]
 
 
 def register_serializable(cls):
@@ -54,3 +70,74 @@ def register_serializable(cls):
   cls = keras.utils.register_keras_serializable(package="sbp_tf")(cls)
   keras.utils.get_custom_objects().setdefault(cls.__name__, cls)
   return cls
+
+
+# --- Keras/TF internals: the only place sbp_tf touches private attributes. ---
+
+
+def set_variable_constraint(variable, constraint) -> None:
+  """Sets the constraint the optimizer applies to ``variable`` after a step.
+
+  ``tf.Variable`` exposes ``constraint`` read-only; Keras 2 optimizers read
+  ``variable.constraint`` (backed by ``_constraint``) at every update, so
+  setting it keeps masked weights sparse in-graph.
+  """
+  if not hasattr(variable, "_constraint"):
+    raise TypeError(
+        f"cannot set the constraint of {type(variable).__name__}: it has no "
+        "_constraint (tf.Variable internals changed). Fix: use the TensorFlow "
+        "version pinned in pyproject.toml, or update "
+        "sbp_tf.compat.set_variable_constraint.")
+  variable._constraint = constraint  # pylint: disable=protected-access
+
+
+def autocast_inner(variable):
+  """The real variable behind a mixed-precision ``AutoCastVariable``, or
+  ``variable`` itself when it is not one."""
+  # AutoCastVariable keeps the wrapped variable in ``_variable``.
+  return getattr(variable, "_variable", variable)
+
+
+def is_graph_network(model) -> bool:
+  """Whether ``model`` is a functional (graph) model; False for a subclassed
+  one and for anything that is not a Keras model."""
+  return bool(getattr(model, "_is_graph_network", False))
+
+
+def nodes_by_depth(model) -> Dict[int, List]:
+  """A functional model's nodes grouped by depth (``{depth: [Node]}``).
+
+  Raises:
+    TypeError: ``model`` is not a functional model.
+  """
+  if not is_graph_network(model):
+    raise TypeError(
+        f"{getattr(model, 'name', model)!r} is not a functional model, so it "
+        "has no node graph. Fix: check compat.is_graph_network(model) first.")
+  return model._nodes_by_depth  # pylint: disable=protected-access
+
+
+def flatten_layers(layer, include_self: bool = True,
+                   recursive: bool = True) -> List:
+  """Every layer nested in ``layer`` (each once), Keras' own fast walk.
+
+  ``tf.Module.submodules`` visits every attribute of every object and is
+  much slower on deep models; for an object that is not a Keras layer this
+  falls back to it.
+  """
+  flatten = getattr(layer, "_flatten_layers", None)
+  if flatten is None:  # not a Keras layer: the generic module walk
+    return ([layer] if include_self else []) + list(layer.submodules)
+  return list(flatten(include_self=include_self, recursive=recursive))
+
+
+def batch_input_shape(layer) -> Optional[tuple]:
+  """The input shape a layer was declared with (``input_shape=``), batch
+  dimension first, or None."""
+  return getattr(layer, "_batch_input_shape", None)
+
+
+def set_batch_input_shape(layer, shape) -> None:
+  """Declares ``layer``'s input shape as if built with ``input_shape=``, so a
+  Sequential model starting with it knows its input (wrappers forward it)."""
+  layer._batch_input_shape = shape  # pylint: disable=protected-access

@@ -1,6 +1,6 @@
 """Short default demo: the paper's story at extreme sparsity, on real data.
 
-Runs in a few minutes on a 2-core CPU::
+Runs in a few minutes on a small CPU machine::
 
     python -m sbp_tf.demo                      # CIFAR-10 from the offline copy
     python -m sbp_tf.demo --seed=1 --epochs=3
@@ -31,7 +31,7 @@ branches leave the identity shortcuts, so connectivity is what separates
 them. Everything printed is measured in this run.
 """
 
-from sbp_tf import _env  # noqa: F401  (Keras 2 before TensorFlow)
+import sbp_tf  # noqa: F401  (selects Keras 2 before TensorFlow)
 
 import time
 
@@ -51,6 +51,10 @@ _TRAIN_EXAMPLES = flags.DEFINE_integer(
 _WIDTH = flags.DEFINE_float("width_multiplier", 0.5,
                             "ResNet width multiplier (1.0 = the paper's).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed for init, pruning and data.")
+_VERBOSE = flags.DEFINE_integer(
+    "verbose", None, "Keras progress: 1 = bar, 2 = one line per epoch, 0 = "
+    "silent (default: a bar when stdout is a terminal, else one line per "
+    "epoch).")
 
 # name -> (label, stable ResNet?)
 ARMS = {"snip": ("SNIP on standard ResNet-32", False),
@@ -67,6 +71,7 @@ def _run_arm(name, stable, load_train, test, info, sparsity, epochs,
   # pylint: disable=g-import-not-at-top
   from sbp_tf import models
   from sbp_tf import pruning
+  from sbp_tf import log
   from sbp_tf import tfmot as sbp_tfmot
   from sbp_tf.compat import keras, tf
 
@@ -76,6 +81,8 @@ def _run_arm(name, stable, load_train, test, info, sparsity, epochs,
   model = models.build("resnet_cifar", info.num_classes, info.input_shape,
                        depth=depth, stable=stable,
                        width_multiplier=width_multiplier)
+  log.say(f"[{label}] pruning at initialization (SNIP saliency on one "
+          "batch)...")
   t0 = time.time()
   # Collapse is what the demo shows: report it below instead of warning.
   result = pruning.prune(model, "sbp", sparsity, data=train, seed=seed,
@@ -85,27 +92,28 @@ def _run_arm(name, stable, load_train, test, info, sparsity, epochs,
   reach = d["reachable_fraction"]
   shortcut = sum(int(m.sum()) for k, m in result.masks.items()
                  if "shortcut" in k)
-  print(f"\n[{label}] pruned at init in {prune_s:.1f} s: "
-        f"{len(d['collapsed'])} fully pruned layer(s); "
-        f"input->output connected: {_yes_no(d['connected'])}"
-        + ("" if reach is None else f" (reachable outputs {reach:.0%})")
-        + f"; critical sparsity {d['critical_sparsity']:.2%}; kept "
-        f"{result.masks.kept():,} of {result.masks.size():,} weights "
-        f"({result.masks.density():.2%}), {shortcut} of them in the 1x1 "
-        "shortcut projections", flush=True)
+  log.say(f"[{label}] pruned at init in {prune_s:.1f} s: "
+          f"{len(d['collapsed'])} fully pruned layer(s); "
+          f"input->output connected: {_yes_no(d['connected'])}"
+          + ("" if reach is None else f" (reachable outputs {reach:.0%})")
+          + f"; critical sparsity {d['critical_sparsity']:.2%}; kept "
+          f"{result.masks.kept():,} of {result.masks.size():,} weights "
+          f"({result.masks.density():.2%}), {shortcut} of them in the 1x1 "
+          "shortcut projections")
 
   model = sbp_tfmot.wrap(model, result.masks)
   model.compile(
       optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
       metrics=["accuracy"])
+  log.say(f"[{label}] training {epochs} epoch(s)...")
   t0 = time.time()
   model.fit(train, epochs=epochs, verbose=verbose,
             callbacks=sbp_tfmot.callbacks())
   train_s = time.time() - t0
   loss, acc = model.evaluate(test, verbose=0)
-  print(f"[{label}] test accuracy {acc:.4f} (loss {loss:.4f}) after "
-        f"{epochs} epoch(s) in {train_s:.0f} s", flush=True)
+  log.say(f"[{label}] test accuracy {acc:.4f} (loss {loss:.4f}) after "
+          f"{epochs} epoch(s) in {train_s:.0f} s")
   return {"test_accuracy": float(acc), "test_loss": float(loss),
           "density": float(result.masks.density()),
           "kept": int(result.masks.kept()), "size": int(result.masks.size()),
@@ -119,7 +127,7 @@ def _run_arm(name, stable, load_train, test, info, sparsity, epochs,
 
 def run_demo(dataset="cifar10", data_dir=None, sparsity=0.998, epochs=2,
              train_examples=10000, width_multiplier=0.5, seed=0,
-             verbose=2, test_examples=None, depth=32):
+             verbose=None, test_examples=None, depth=32):
   """SNIP (standard ResNet) vs SBP-SR (Stable ResNet) at one sparsity.
 
   Args:
@@ -129,7 +137,8 @@ def run_demo(dataset="cifar10", data_dir=None, sparsity=0.998, epochs=2,
     train_examples: training examples used (0/None = all).
     width_multiplier: ResNet width multiplier (1.0 = the paper's).
     seed: seed of init, pruning batch and data order (same for both arms).
-    verbose: ``fit`` verbosity.
+    verbose: ``fit`` verbosity (None: a progress bar when stdout is a
+      terminal, else one line per epoch).
     test_examples: test examples evaluated (None = the whole test split).
     depth: ResNet depth 6n+2 (32 = the paper's ResNet32).
 
@@ -141,7 +150,10 @@ def run_demo(dataset="cifar10", data_dir=None, sparsity=0.998, epochs=2,
   """
   # pylint: disable=g-import-not-at-top
   from sbp_tf import data as sbp_data
+  from sbp_tf import log
 
+  if verbose is None:
+    verbose = log.fit_verbosity(2)
   limit = train_examples or None
 
   def load_train():
@@ -152,10 +164,10 @@ def run_demo(dataset="cifar10", data_dir=None, sparsity=0.998, epochs=2,
                           seed=seed, limit=limit)
   test, _ = sbp_data.load(dataset, "test", batch_size=256, data_dir=data_dir,
                           limit=test_examples)
-  print(f"Pruning at initialization, {dataset}, ResNet-{depth} x"
-        f"{width_multiplier:g} width, global sparsity {sparsity:.2%}, "
-        f"{info.size} training examples, {epochs} epoch(s) per arm, "
-        f"seed {seed}.")
+  log.say(f"Pruning at initialization, {dataset}, ResNet-{depth} x"
+          f"{width_multiplier:g} width, global sparsity {sparsity:.2%}, "
+          f"{info.size} training examples, {epochs} epoch(s) per arm, "
+          f"seed {seed}.")
   out = {}
   for name, (_, stable) in ARMS.items():
     out[name] = _run_arm(name, stable, load_train, test, info, sparsity,
@@ -170,6 +182,8 @@ def run_demo(dataset="cifar10", data_dir=None, sparsity=0.998, epochs=2,
            "{:,}"),
           (f"test accuracy after {epochs} epoch(s)", "test_accuracy",
            "{:.4f}")]
+  # The comparison table is the demo's result, not a log line: printed as
+  # is on stdout (no prefix), like a binary's output.
   width = max(len(r[0]) for r in rows)
   print(f"\n{'':{width}} | {'SNIP (standard)':>15} | {'SBP-SR (stable)':>15}")
   print(f"{'-' * width}-|-{'-' * 15}-|-{'-' * 15}")
@@ -187,7 +201,7 @@ def run_demo(dataset="cifar10", data_dir=None, sparsity=0.998, epochs=2,
   print("\nFor context: the paper's Table 1 (ResNet32 on CIFAR-10, 99.9% "
         "sparsity, full width, 160 epochs) reports SNIP on the standard "
         "ResNet at chance and SBP-SR on the Stable ResNet far above it. The "
-        "numbers above are this short run's own measurements.")
+        "numbers above are this short run's own measurements.", flush=True)
   out["sparsity"] = float(sparsity)
   return out
 
@@ -195,7 +209,8 @@ def run_demo(dataset="cifar10", data_dir=None, sparsity=0.998, epochs=2,
 def main(argv):
   del argv
   run_demo(_DATASET.value, _DATA_DIR.value, _SPARSITY.value, _EPOCHS.value,
-           _TRAIN_EXAMPLES.value, _WIDTH.value, _SEED.value)
+           _TRAIN_EXAMPLES.value, _WIDTH.value, _SEED.value,
+           verbose=_VERBOSE.value)
 
 
 def run_main():

@@ -4,22 +4,22 @@ Library code reports through :func:`say` (the few lines a person watching a
 run needs: pruning done, resume, data source, done) or through ``logger``
 for anything else. Nothing in the library calls ``print`` for messages.
 
-Visible by default: when neither the ``sbp_tf`` logger nor the root logger
-has a handler, :func:`say` attaches one that writes ``[sbp_tf] <msg>`` to
-standard output. absl binaries (``app.run``) put absl's handler on the root
-logger; it is not counted as a user's handler, so sbp_tf's lines still show
-once, on stdout, with the same prefix, and not a second time in absl's format.
-The root logger's configuration is read at the first message (later, a
-library's own ``logging.warning`` call configures it on stderr by itself).
-Other sbp_tf loggers (``sbp_tf.<module>``) show their warnings there too;
-their INFO lines need logging configured. Once the user configures logging (``logging.basicConfig``, a handler on
-``sbp_tf``), the messages go there instead.
+Visible by default, like Keras' own progress output: the ``sbp_tf``
+logger has a handler that writes ``[sbp_tf] <msg>`` to standard output and
+does not propagate, so each line shows exactly once whatever the root logger
+holds (absl's handler in ``app.run`` binaries, a handler the standard
+library adds by itself on a library's ``logging.warning`` call, pytest's).
+To route sbp_tf's lines into your own logging set-up instead, call
+:func:`use_logging` (or add a handler to the ``sbp_tf`` logger: then that
+handler alone receives them). Other sbp_tf loggers (``sbp_tf.<module>``)
+show their warnings there too; their INFO lines need logging configured.
 
 Usage::
 
     from sbp_tf import log
     log.say("pruned resnet32 to sparsity 0.9")    # [sbp_tf] pruned ...
     log.logger.setLevel(logging.WARNING)          # silence sbp_tf's lines
+    log.use_logging()                             # into your handlers
 """
 
 import logging
@@ -62,48 +62,21 @@ _DEFAULT.setFormatter(logging.Formatter(PREFIX + "%(message)s"))
 _DEFAULT.addFilter(_shown_by_default)
 
 
-def _is_absl(handler) -> bool:
-  absl_logging = sys.modules.get("absl.logging")
-  return absl_logging is not None and isinstance(handler,
-                                                 absl_logging.ABSLHandler)
-
-
-_ROOT_CHECKED = []  # the root logger's configuration, read at the first say()
-
-
-def _user_configured() -> bool:
-  """Whether anyone but sbp_tf and absl put a handler on ``sbp_tf``/root.
-
-  The root logger is read once, at the first message: later, any library's
-  module-level ``logging.warning(...)`` call configures the root logger by
-  itself (``logging.basicConfig`` on stderr), which is not the user's choice.
-  """
-  if any(h is not _DEFAULT for h in logger.handlers):
-    return True
-  if not _ROOT_CHECKED:
-    _ROOT_CHECKED.append(any(not _is_absl(h) for h in logging.root.handlers))
-  return _ROOT_CHECKED[0]
-
-
 def _sync_default_handler() -> None:
-  """Attaches the stdout handler while logging is unconfigured, else detaches.
-
-  Checked at every message, not at import: absl binaries add their root
-  handler in ``app.run``, after sbp_tf is imported.
-  """
-  if _user_configured():
-    if _DEFAULT in logger.handlers:
-      logger.removeHandler(_DEFAULT)
-      logger.propagate = True
-  elif _DEFAULT not in logger.handlers:
-    logger.addHandler(_DEFAULT)
-    # absl's root handler would print each line a second time (to stderr).
-    logger.propagate = False
+  """Drops the stdout handler once the user adds their own to ``sbp_tf``."""
+  if _DEFAULT in logger.handlers and len(logger.handlers) > 1:
+    logger.removeHandler(_DEFAULT)
 
 
-if not any(not _is_absl(h) for h in logging.root.handlers):
-  logger.addHandler(_DEFAULT)
-  logger.propagate = False
+def use_logging() -> None:
+  """Sends sbp_tf's lines to the logging configuration (root handlers)
+  instead of stdout: removes the default handler and propagates."""
+  logger.removeHandler(_DEFAULT)
+  logger.propagate = True
+
+
+logger.addHandler(_DEFAULT)
+logger.propagate = False  # shown once, whatever the root logger holds
 
 
 def say(msg: str) -> None:

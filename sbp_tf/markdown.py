@@ -41,13 +41,18 @@ def table(header: Sequence[str], rows: Iterable[Sequence],
     raise ValueError(f"align={align!r} must hold one of l/r/c per column "
                      f"({n}). Fix: e.g. align={'l' + 'r' * (n - 1)!r}.")
   rule = {"l": "---", "r": "---:", "c": ":---:"}
-  lines = ["| " + " | ".join(header) + " |",
+  lines = [_line(header),
            "|" + "|".join(rule[a] for a in align) + "|"]
   for i, row in enumerate(rows):
     row = list(row)
     if len(row) != n:
       raise ValueError(f"row {i} has {len(row)} cells, the header {n}. "
                        "Fix: give every row one cell per column.")
-    lines.append("| " + " | ".join(
-        c if isinstance(c, str) else cell(c, digits) for c in row) + " |")
+    lines.append(_line(c if isinstance(c, str) else cell(c, digits)
+                       for c in row))
   return "\n".join(lines) + "\n"
+
+
+def _line(cells) -> str:
+  """``| a | b |``; an empty cell is written ``| |``."""
+  return "|" + "|".join(f" {c} " if c else " " for c in cells) + "|"

@@ -26,6 +26,7 @@ from typing import Callable, Dict, List, Mapping, Tuple
 
 import numpy as np
 
+from sbp_tf import compat
 from sbp_tf.compat import keras, tf
 from sbp_tf.pruning.targets import Target, prunable_attrs, prunable_targets
 
@@ -131,8 +132,7 @@ class _MaskConstraint:
 def _components(variable):
   """The concrete variables behind a (distributed / autocast) variable."""
   comps = list(getattr(variable, "values", None) or [variable])
-  # AutoCastVariable (mixed precision) keeps the real variable in _variable.
-  return [getattr(c, "_variable", c) for c in comps]
+  return [compat.autocast_inner(c) for c in comps]  # mixed precision
 
 
 def _set_mask_constraint(variable, mask_variable) -> bool:
@@ -147,9 +147,8 @@ def _set_mask_constraint(variable, mask_variable) -> bool:
       if cur.mask is mask_variable:
         continue
       cur = cur.previous  # a stale mask from an older wrapper: replace it
-    # tf.Variable exposes no public setter for its constraint, and Keras reads
-    # it at every optimizer step; setting it here keeps sparsity in-graph.
-    comp._constraint = _MaskConstraint(mask_variable, cur)  # pylint: disable=protected-access
+    # Keras applies it at every optimizer step: sparsity stays in-graph.
+    compat.set_variable_constraint(comp, _MaskConstraint(mask_variable, cur))
     changed = True
   return changed
 
@@ -187,9 +186,9 @@ class MaskedLayer(keras.layers.Wrapper):
     self.attrs = attrs
     self.mask_vars: Dict[str, tf.Variable] = {}
     # Sequential's first layer carries the input shape; forward it.
-    if not hasattr(self, "_batch_input_shape") and hasattr(
-        layer, "_batch_input_shape"):
-      self._batch_input_shape = layer._batch_input_shape  # pylint: disable=protected-access
+    if (compat.batch_input_shape(self) is None and
+        compat.batch_input_shape(layer) is not None):
+      compat.set_batch_input_shape(self, compat.batch_input_shape(layer))
 
   def build(self, input_shape=None):
     if not self.layer.built:
@@ -291,7 +290,7 @@ def clone_wrapping(model, make_wrapper: Callable, layer_ids) -> keras.Model:
   """
   def clone_fn(layer):
     if isinstance(layer, keras.Model):
-      if not (layer._is_graph_network or  # pylint: disable=protected-access
+      if not (compat.is_graph_network(layer) or
               isinstance(layer, keras.Sequential)):
         raise ValueError(
             f"Sub-model {layer.name!r} is subclassed; only Sequential and "
@@ -303,7 +302,7 @@ def clone_wrapping(model, make_wrapper: Callable, layer_ids) -> keras.Model:
     return layer
 
   if not (isinstance(model, keras.Sequential) or
-          model._is_graph_network):  # pylint: disable=protected-access
+          compat.is_graph_network(model)):
     raise ValueError(
         f"Model {model.name!r} is subclassed; only Sequential and functional "
         "models can be wrapped. Fix: build it with the functional API.")
@@ -377,9 +376,9 @@ def strip(model) -> keras.Model:
     if isinstance(layer, keras.layers.Wrapper) and (
         isinstance(layer, MaskedLayer) or hasattr(layer, "pruning_vars")):
       inner = layer.layer
-      if not hasattr(inner, "_batch_input_shape") and hasattr(
-          layer, "_batch_input_shape"):
-        inner._batch_input_shape = layer._batch_input_shape  # pylint: disable=protected-access
+      if (compat.batch_input_shape(inner) is None and
+          compat.batch_input_shape(layer) is not None):
+        compat.set_batch_input_shape(inner, compat.batch_input_shape(layer))
       return inner
     return layer
 

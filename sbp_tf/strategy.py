@@ -17,12 +17,16 @@ TPUStrategy), ``auto``.
 
 import contextlib
 import json
-import logging
 import os
 from typing import Optional
 
+from sbp_tf import log
 from sbp_tf.compat import keras, tf
 
+# A detail, not a say() line: shown once logging is configured at INFO.
+_log = log.logger.getChild("strategy")
+
+# Every name get() accepts (the binaries' --strategy choices).
 NAMES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 
 
@@ -90,7 +94,7 @@ def get(name: str = "auto", *, tpu: Optional[str] = None):
     # No GPU: mirror over the logical CPU devices (one unless split by
     # tf.config.set_logical_device_configuration).
     cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
-    logging.info("mirrored: no GPU found, using CPU device(s) %s", cpus)
+    _log.info("mirrored: no GPU found, using CPU device(s) %s", cpus)
     return tf.distribute.MirroredStrategy(cpus)
   if name == "multi_worker":
     if "TF_CONFIG" not in os.environ:

@@ -15,16 +15,15 @@ completed epoch; on a finished workdir it prints the stored metrics (pass
 --overwrite to train again). See docs/training.md.
 """
 
-from sbp_tf import _env  # noqa: F401  (Keras 2 before TensorFlow)
+import sbp_tf  # noqa: F401  (selects Keras 2 before TensorFlow)
 
 import json
 
 from absl import app
 from absl import flags
-from absl import logging
-from ml_collections import config_flags
 
 from sbp_tf import cli
+from sbp_tf import log
 
 _F = {}  # flag holders, defined by define_flags()
 
@@ -33,38 +32,27 @@ def define_flags():
   """Defines the binary's flags (at run time, so importing defines none)."""
   if _F:
     return
-  _F["config"] = config_flags.DEFINE_config_file(
-      "config", None, "Experiment config file (configs/<name>.py); override "
-      "fields with --config.<field>=<value>.", lock_config=True)
-  _F["workdir"] = flags.DEFINE_string("workdir", None,
-                                      "Output folder of the run.")
-  _F["strategy"] = flags.DEFINE_enum(
-      "strategy", "auto", ["auto", "default", "mirrored", "multi_worker",
-                           "tpu"],
-      "Distribution strategy (auto: TPU > several GPUs > one device).")
-  _F["tpu"] = flags.DEFINE_string("tpu", None, "TPU name or grpc:// address.")
-  _F["overwrite"] = flags.DEFINE_bool(
-      "overwrite", False, "Discard an existing run in --workdir.")
+  cli.define_experiment_flags(
+      _F, config_help="Experiment config file (configs/<name>.py); override "
+      "fields with --config.<field>=<value>.",
+      workdir_help="Output folder of the run.",
+      strategy_help="Distribution strategy (auto: TPU > several GPUs > one "
+      "device).",
+      overwrite_help="Discard an existing run in --workdir.",
+      lock_config=True)
   _F["verbose"] = flags.DEFINE_integer(
       "verbose", None, "Keras progress: 1 = bars, 2 = one line per epoch, "
-      "0 = silent (default: config.train.verbose).")
+      "0 = silent (default: config.train.verbose, where 2 becomes a bar when "
+      "stdout is a terminal).")
   _F["num_cpu_devices"] = flags.DEFINE_integer(
       "num_cpu_devices", 0, "Split the CPU into this many logical devices "
       "(with --strategy=mirrored: a multi-replica run on a CPU-only machine).")
-  flags.mark_flags_as_required(["config", "workdir"])
-
-
-def _quiet_logs():
-  # TF's per-checkpoint/collective INFO lines drown the progress output;
-  # an explicit --verbosity (-v) still wins.
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  _quiet_logs()
+  cli.quiet_absl_logs()
   # pylint: disable=g-import-not-at-top
   from sbp_tf import config as sbp_config
   from sbp_tf import experiment
@@ -79,12 +67,16 @@ def main(argv):
     cfg = sbp_config.resolve(cfg)  # fails on bad fields before any work
   except (ValueError, TypeError) as e:
     cli.fail(str(e))
+  if _F["verbose"].value is None:
+    # Configs ask for epoch lines (log files); a terminal gets the bar.
+    cfg.train.verbose = log.fit_verbosity(cfg.train.verbose)
   strategy = sbp_strategy.get(_F["strategy"].value, tpu=_F["tpu"].value)
   try:
     metrics = experiment.run(cfg, _F["workdir"].value, strategy=strategy,
                              overwrite=_F["overwrite"].value)
   except (wd_lib.WorkdirError, DataNotFoundError) as e:
     cli.fail(str(e))  # a user-fixable state: no traceback, exit 1
+  # The binary's result, not a log line: plain JSON on stdout (pipeable).
   print(json.dumps(metrics, indent=1, sort_keys=True, default=str))
 
 

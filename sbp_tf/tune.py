@@ -18,7 +18,7 @@ the experiment and returns a metrics dict, and the tuner's ``run_trial`` is
 overridden to call them without keras-tuner's Keras callbacks or saving.
 """
 
-from sbp_tf import _env  # noqa: F401  (Keras 2 before TensorFlow)
+import sbp_tf  # noqa: F401  (selects Keras 2 before TensorFlow)
 
 import importlib.util
 import json
@@ -28,10 +28,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from absl import app
 from absl import flags
-from absl import logging
-from ml_collections import config_flags
 
 from sbp_tf import cli
+from sbp_tf import files
+from sbp_tf import markdown
 
 # Hyperparameters that can be searched and the config field each one sets.
 SPACE_FIELDS = {
@@ -203,10 +203,9 @@ def results(tuner) -> List[Dict[str, Any]]:
 
 def write_results(rows, workdir) -> None:
   """Writes ``tune_results.json`` and a markdown table ``tune_results.md``."""
-  from sbp_tf.training import workdir as wd_lib  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  wd_lib.write_json(workdir / "tune_results.json", rows)
+  files.write_json(workdir / "tune_results.json", rows)
   keys = []
   for r in rows:
     keys += [k for k in r if k not in keys]
@@ -214,10 +213,8 @@ def write_results(rows, workdir) -> None:
   def fmt(v):
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
-  lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-  lines += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |"
-            for r in rows]
-  wd_lib.write_text(workdir / "tune_results.md", "\n".join(lines) + "\n")
+  files.write_text(workdir / "tune_results.md", markdown.table(
+      keys, [[fmt(r.get(k, "")) for k in keys] for r in rows]))
 
 
 _F = {}  # flag holders, defined by define_flags()
@@ -227,10 +224,11 @@ def define_flags():
   """Defines the binary's flags (at run time, so importing defines none)."""
   if _F:
     return
-  _F["config"] = config_flags.DEFINE_config_file(
-      "config", None, "Base experiment config file (configs/<name>.py).")
-  _F["workdir"] = flags.DEFINE_string("workdir", None,
-                                      "Output folder of the search.")
+  cli.define_experiment_flags(
+      _F, config_help="Base experiment config file (configs/<name>.py).",
+      workdir_help="Output folder of the search.",
+      strategy_help="Distribution strategy of each trial.",
+      overwrite_help="Start the search afresh (else resume it).")
   _F["tuner"] = flags.DEFINE_enum("tuner", "random", list(TUNERS),
                                   "Search algorithm.")
   _F["max_trials"] = flags.DEFINE_integer(
@@ -243,20 +241,6 @@ def define_flags():
   _F["sparsities"] = flags.DEFINE_list(
       "sparsities", [str(s) for s in DEFAULT_SPACE["sparsity"]],
       "Sparsities to choose from.")
-  _F["strategy"] = flags.DEFINE_enum(
-      "strategy", "auto", ["auto", "default", "mirrored", "multi_worker",
-                           "tpu"], "Distribution strategy of each trial.")
-  _F["tpu"] = flags.DEFINE_string("tpu", None, "TPU name or grpc:// address.")
-  _F["overwrite"] = flags.DEFINE_bool(
-      "overwrite", False, "Start the search afresh (else resume it).")
-  flags.mark_flags_as_required(["config", "workdir"])
-
-
-def _quiet_logs():
-  # TF's per-checkpoint/collective INFO lines drown the progress output;
-  # an explicit --verbosity (-v) still wins.
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
 
 
 def _sparsities(values):
@@ -279,7 +263,7 @@ def _sparsities(values):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  _quiet_logs()
+  cli.quiet_absl_logs()
   from sbp_tf import config as sbp_config  # pylint: disable=g-import-not-at-top
   from sbp_tf import strategy as sbp_strategy  # pylint: disable=g-import-not-at-top
   from sbp_tf.data.sources import DataNotFoundError  # pylint: disable=g-import-not-at-top
@@ -298,6 +282,7 @@ def main(argv):
                   overwrite=_F["overwrite"].value)
   except (wd_lib.WorkdirError, DataNotFoundError) as e:
     cli.fail(str(e))  # a user-fixable state: no traceback, exit 1
+  # The binary's result, not log lines: the table and best trial on stdout.
   print((pathlib.Path(_F["workdir"].value) / "tune_results.md").read_text())
   print(json.dumps(rows[0] if rows else {}, indent=1, default=str))
 

@@ -47,3 +47,83 @@ def test_explicit_keras3_request_is_refused():
   out = _run("import sbp_tf", {"TF_USE_LEGACY_KERAS": "0"})
   assert out.returncode != 0
   assert "needs Keras 2 (tf_keras)" in out.stderr
+
+
+# Each sbp_tf.compat adapter against the installed Keras: a Keras release
+# that moves one of these internals fails here, naming the adapter.
+
+
+def test_set_variable_constraint_is_applied_by_the_optimizer():
+  from sbp_tf import compat  # pylint: disable=g-import-not-at-top
+  v = tf.Variable([1.0, -2.0, 3.0])
+  compat.set_variable_constraint(v, lambda w: w * tf.constant([1.0, 0.0, 1.0]))
+  assert v.constraint is not None
+  opt = keras.optimizers.SGD(0.1)
+  opt.apply_gradients([(tf.ones(3), v)])
+  assert v.numpy()[1] == 0.0 and v.numpy()[0] == pytest.approx(0.9)
+
+
+def test_autocast_inner_unwraps_mixed_precision_variables():
+  from sbp_tf import compat  # pylint: disable=g-import-not-at-top
+  old = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy("mixed_float16")
+  try:
+    layer = keras.layers.Dense(2)
+    layer.build((None, 3))
+  finally:
+    keras.mixed_precision.set_global_policy(old)
+  inner = compat.autocast_inner(layer.kernel)
+  assert inner is not layer.kernel and inner.dtype == tf.float32
+  assert isinstance(inner, tf.Variable)
+  plain = tf.Variable(1.0)
+  assert compat.autocast_inner(plain) is plain
+
+
+def _functional():
+  x = keras.Input((4,))
+  h = keras.layers.Dense(3, name="d1")(x)
+  return keras.Model(x, keras.layers.Dense(2, name="d2")(h))
+
+
+def test_is_graph_network():
+  from sbp_tf import compat  # pylint: disable=g-import-not-at-top
+
+  class Sub(keras.Model):
+
+    def call(self, x):
+      return x
+
+  assert compat.is_graph_network(_functional())
+  assert not compat.is_graph_network(Sub())
+  assert not compat.is_graph_network(keras.layers.Dense(1))
+
+
+def test_nodes_by_depth_lists_every_layer_call():
+  from sbp_tf import compat  # pylint: disable=g-import-not-at-top
+  nodes = compat.nodes_by_depth(_functional())
+  names = {n.layer.name for ns in nodes.values() for n in ns}
+  assert {"d1", "d2"} <= names
+  with pytest.raises(TypeError, match="not a functional model"):
+    compat.nodes_by_depth(keras.layers.Dense(1))
+
+
+def test_flatten_layers_walks_nested_models():
+  from sbp_tf import compat  # pylint: disable=g-import-not-at-top
+  inner = _functional()
+  x = keras.Input((4,))
+  outer = keras.Model(x, inner(x))
+  found = compat.flatten_layers(outer, include_self=False)
+  assert outer not in found and inner in found
+  assert {"d1", "d2"} <= {l.name for l in found}
+  assert compat.flatten_layers(outer)[0] is outer
+
+
+def test_batch_input_shape_round_trip():
+  from sbp_tf import compat  # pylint: disable=g-import-not-at-top
+  declared = keras.layers.Dense(2, input_shape=(5,))
+  assert tuple(compat.batch_input_shape(declared)) == (None, 5)
+  plain = keras.layers.Dense(2)
+  assert compat.batch_input_shape(plain) is None
+  compat.set_batch_input_shape(plain, (None, 7))
+  model = keras.Sequential([plain])
+  assert model.built and tuple(model.input_shape) == (None, 7)

@@ -94,6 +94,6 @@ def test_layer_report_counts_and_files(tmp_path):
   md = (tmp_path / "r.md").read_text()
   assert "| a/kernel | 2x2 | 4 | 1 | 0.2500 |" in md
   assert "| b/kernel (collapsed) | 3 | 3 | 0 | 0.0000 |" in md
-  assert "| **total** |  | 7 | 1 | 0.1429 |" in md
+  assert "| **total** | | 7 | 1 | 0.1429 |" in md
   assert (tmp_path / "r.png").stat().st_size > 1000
   assert json.loads((tmp_path / "r.json").read_text())["total_kept"] == 1

@@ -29,7 +29,7 @@ import sys
 # Run as a script (python tools/reproduce.py) the repo root is not on sys.path.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from sbp_tf import _env  # noqa: F401,E402  (Keras 2 before TensorFlow)
+import sbp_tf  # noqa: F401,E402  (selects Keras 2 before TensorFlow)
 
 import collections  # noqa: E402
 import json  # noqa: E402
@@ -40,6 +40,8 @@ import time  # noqa: E402
 import traceback  # noqa: E402
 from typing import Any, Callable, Dict, List, Optional  # noqa: E402
 
+from sbp_tf import files  # noqa: E402
+from sbp_tf import log as sbp_log  # noqa: E402
 from tools import reproduce_experiments as rx  # noqa: E402
 from tools import reproduce_report as rr  # noqa: E402
 
@@ -47,7 +49,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _say(msg):
-  print(f"[reproduce] {msg}", flush=True)
+  # Through sbp_tf's one output channel; the prefix names the tool.
+  sbp_log.say(f"reproduce: {msg}")
 
 
 def _load_json(path):
@@ -100,8 +103,8 @@ def run_cell_in_child(cell, run_dir) -> Dict[str, Any]:
   side = run_dir.with_name(run_dir.name + ".cell")
   side.mkdir(parents=True, exist_ok=True)
   job = side / "cell_job.json"
-  job.write_text(json.dumps(dict(kind=cell.kind, config=cell.config,
-                                 run_dir=str(run_dir)), default=str))
+  files.write_text(job, json.dumps(dict(kind=cell.kind, config=cell.config,
+                                       run_dir=str(run_dir)), default=str))
   result = side / "cell_result.json"
   if result.exists():
     result.unlink()
@@ -133,9 +136,7 @@ def child_main(job_path) -> None:
   metrics = run_cell(_JobCell(job["kind"], job["config"]), job["run_dir"])
   run_dir = pathlib.Path(job["run_dir"])
   out = run_dir.with_name(run_dir.name + ".cell") / "cell_result.json"
-  tmp = pathlib.Path(str(out) + ".tmp")
-  tmp.write_text(json.dumps(metrics, default=str))
-  os.replace(tmp, out)
+  files.write_text(out, json.dumps(metrics, default=str))
 
 
 def _clear_session():
@@ -349,8 +350,9 @@ def define_flags():
   flags.DEFINE_string("seeds", None, "Seed count (e.g. 3 = seeds 0,1,2) or a"
                       " comma list (0,4); default per scale: smoke 1, cpu 2, "
                       "gpu 1, paper 3.")
-  flags.DEFINE_string("workdir", None, "Root folder of the run folders (one "
-                      "per cell; finished cells are skipped on rerun).")
+  from sbp_tf import cli  # pylint: disable=g-import-not-at-top
+  cli.define_workdir_flag("Root folder of the run folders (one per cell; "
+                          "finished cells are skipped on rerun).")
   flags.DEFINE_string("out_dir", None, "Where the .md/.json/.png tables go "
                       "(default docs/results).")
   flags.DEFINE_integer("max_cells", None, "Run at most this many unfinished "
@@ -365,17 +367,16 @@ def define_flags():
                     "on another machine); --noreuse_table reruns them.")
   flags.DEFINE_bool("isolate", None, "Run each cell in its own process "
                     "(default: yes except at --scale=smoke).")
-  flags.mark_flags_as_required(["experiment", "workdir"])
+  flags.mark_flags_as_required(["experiment"])
 
 
 def main(argv):
   from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from absl import logging  # pylint: disable=g-import-not-at-top
+  from sbp_tf import cli  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
+  cli.quiet_absl_logs()
   f = flags.FLAGS
   names = (list(rx.ORDER) if f.experiment.strip().lower() == "all"
            else [rx.resolve_name(n) for n in f.experiment.split(",")])

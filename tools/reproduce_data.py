@@ -66,9 +66,8 @@ def mixed_cifar10(root=None, create: bool = True) -> str:
   out = root / f"cifar10-mixed-seed{PERMUTATION_SEED}"
   if not create or (out / "cifar-10-batches-py" / "test_batch").exists():
     return str(out)
-  from sbp_tf.data import loader  # pylint: disable=g-import-not-at-top
-  from sbp_tf.data import sources  # pylint: disable=g-import-not-at-top
-  src, searched = sources.find_local("cifar10", None)
+  from sbp_tf import data  # pylint: disable=g-import-not-at-top
+  src, searched = data.find_local("cifar10", None)
   if src is None:
     raise FileNotFoundError(
         "no offline CIFAR-10 found (searched: " + "; ".join(searched) +
@@ -79,7 +78,7 @@ def mixed_cifar10(root=None, create: bool = True) -> str:
     batches = tmp / "cifar-10-batches-py"
     batches.mkdir()
     for split in ("train", "test"):
-      x, y, names = loader.read_local("cifar10", split, src)
+      x, y, names = data.read_local("cifar10", split, src)
       perm = np.random.RandomState(PERMUTATION_SEED).permutation(len(y))
       _write_batches(batches, x[perm], np.asarray(y)[perm], names, split)
     try:

@@ -559,10 +559,10 @@ _EXTREME_ROWS = {
 # cpu-scale study (docs/results/extreme_cpu.md) separates SBP-SR from SNIP.
 GPU_BATCH_NORM = True
 # limit_train x epochs of the cpu scale are sized from measured epoch times
-# (a 63-step epoch of the full-width ResNet32 took 200-310 s on a shared
-# 2-core machine) so that 3 seeds x 8 cells fit about 80 minutes; the gpu scale so that its 8 cells fit 10 minutes on one H200 (an
-# estimate: no GPU has run it yet). Every epoch is validated on the test
-# split for the best-epoch column.
+# so that 3 seeds x 8 cells fit about 80 minutes on a small shared CPU
+# machine; the gpu scale so that its 8 cells fit about 10 minutes on one
+# data-centre GPU (an estimate). Every epoch is validated on the test split
+# for the best-epoch column.
 _EXTREME = dict(
     smoke=dict(limit_train=64, limit_test=32, epochs=2, batch_size=32,
                lr=0.1, width_multiplier=0.125, resnet_depth=8,

@@ -20,6 +20,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from sbp_tf import files
+from sbp_tf import markdown as md_lib
 from tools import paper_numbers
 from tools import reproduce_stats
 
@@ -166,32 +168,30 @@ def _extreme_lines(spec, cells) -> List[str]:
            "training): fully pruned layers (mean), connected = share of seeds "
            "whose masked network links input to output, reachable = mean "
            "fraction of outputs reached, kept = kept / prunable weights.", ""]
-  lines.append("| row | sparsity | final | best | paper | fully pruned "
-               "layers | connected | reachable | kept | n |")
-  lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
   by = {(c["row"], c["col"]): c for c in cells}
+  rows = []
   for row in spec.rows:
     for col in spec.cols:
       e = by[(row, col)]
       ai = e.get("at_init") or {}
       kept = ai.get("kept_weights")
-      lines.append(
-          f"| {row} | {col} | {_pm(e if e['n'] else None)} | "
-          f"{_pm(e.get('best'))} | {e['paper'] or 'n/a'} | "
-          f"{_pm(ai.get('fully_pruned_layers'), 1, 1)} | "
-          + (f"{ai['connected']:.0%}" if ai else "-") + " | "
-          + (_pm(ai.get("reachable_fraction"), 1, 3) if ai else "-") + " | "
-          + (f"{kept['mean']:,.0f} / {ai['total_weights']:,}" if kept
-             and kept["n"] else "-")
-          + f" | {e['n']} |")
+      rows.append([
+          row, col, _pm(e if e["n"] else None), _pm(e.get("best")),
+          str(e["paper"] or "n/a"), _pm(ai.get("fully_pruned_layers"), 1, 1),
+          f"{ai['connected']:.0%}" if ai else "-",
+          _pm(ai.get("reachable_fraction"), 1, 3) if ai else "-",
+          f"{kept['mean']:,.0f} / {ai['total_weights']:,}" if kept
+          and kept["n"] else "-", str(e["n"])])
+  lines += md_lib.table(
+      ["row", "sparsity", "final", "best", "paper", "fully pruned layers",
+       "connected", "reachable", "kept", "n"], rows,
+      align="l" + "r" * 9).splitlines()
   lines += ["", "SBP-SR minus SNIP, Welch's t-test (two-sided, "
             "tools/reproduce_stats.py):", ""]
-  lines.append("| batch norm | sparsity | final accuracy | best-epoch "
-               "accuracy |")
-  lines.append("|---|---:|---|---|")
-  for c in comparisons(spec, cells):
-    lines.append(f"| {c['group']} | {c['col']} | {_verdict(c['final'])} | "
-                 f"{_verdict(c['best'])} |")
+  lines += md_lib.table(
+      ["batch norm", "sparsity", "final accuracy", "best-epoch accuracy"],
+      [[c["group"], c["col"], _verdict(c["final"]), _verdict(c["best"])]
+       for c in comparisons(spec, cells)], align="lrll").splitlines()
   return lines
 
 
@@ -242,11 +242,11 @@ def markdown(spec, cells, header: Dict[str, Any]) -> str:
                  "pruning (SynFlow) it is bracketed by the row's own cells, "
                  "since each target is pruned with its own schedule.")
     lines.append("")
-    lines.append("| architecture / method | " + " | ".join(spec.cols) + " |")
-    lines.append("|---|" + "---:|" * len(spec.cols))
-    for row in spec.rows:
-      lines.append(f"| {row} | " + " | ".join(
-          _fmt_collapse(by[(row, c)]) for c in spec.cols) + " |")
+    lines += md_lib.table(
+        ["architecture / method"] + list(spec.cols),
+        [[row] + [_fmt_collapse(by[(row, c)]) for c in spec.cols]
+         for row in spec.rows],
+        align="l" + "r" * len(spec.cols)).splitlines()
   elif spec.name == "extreme":
     lines += _extreme_lines(spec, cells)
   else:
@@ -254,15 +254,13 @@ def markdown(spec, cells, header: Dict[str, Any]) -> str:
                  "finished seeds); 'paper' = the published number where we "
                  "record one (n/a otherwise).")
     lines.append("")
-    head = "| | " + " | ".join(f"{c} ours | {c} paper" for c in spec.cols)
-    lines.append(head + " |")
-    lines.append("|---|" + "---:|---:|" * len(spec.cols))
-    for row in spec.rows:
-      parts = []
-      for c in spec.cols:
-        e = by[(row, c)]
-        parts += [_fmt_acc(e), e["paper"] if e["paper"] is not None else "n/a"]
-      lines.append(f"| {row} | " + " | ".join(parts) + " |")
+    head = [""] + [f"{c} {w}" for c in spec.cols for w in ("ours", "paper")]
+    rows = [[row] + [v for c in spec.cols for v in (
+        _fmt_acc(by[(row, c)]), str(by[(row, c)]["paper"])
+        if by[(row, c)]["paper"] is not None else "n/a")]
+            for row in spec.rows]
+    lines += md_lib.table(head, rows, align="l" + "r" * (2 * len(spec.cols))
+                          ).splitlines()
   if header.get("notes"):
     lines.append("")
     lines += header["notes"]
@@ -380,9 +378,11 @@ def write(spec, records, header, out_dir, stem=None) -> Dict[str, str]:
              runs=records)
   if spec.name == "extreme":
     doc["comparisons"] = comparisons(spec, cells)
-  _atomic(out_dir / f"{stem}.md", md)
-  _atomic(out_dir / f"{stem}.json",
-          json.dumps(doc, indent=1, sort_keys=True, default=_jsonable))
+  files.write_text(out_dir / f"{stem}.md", md)
+  # Not files.write_json: the committed tables hold this exact format (no
+  # final newline, NaN as null).
+  files.write_text(out_dir / f"{stem}.json",
+                   json.dumps(doc, indent=1, sort_keys=True, default=_jsonable))
   return dict(md=str(out_dir / f"{stem}.md"),
               json=str(out_dir / f"{stem}.json"), png=png)
 
@@ -394,8 +394,3 @@ def _jsonable(x):
     return None
   return str(x)
 
-
-def _atomic(path, text):
-  tmp = pathlib.Path(str(path) + ".tmp")
-  tmp.write_text(text)
-  os.replace(tmp, path)

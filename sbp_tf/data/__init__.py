@@ -12,9 +12,9 @@ See docs/data.md for the formats and the search order.
 from sbp_tf.data.catalog import DatasetInfo
 from sbp_tf.data.catalog import info
 from sbp_tf.data.catalog import names
-from sbp_tf.data.loader import load
+from sbp_tf.data.loader import load, read_local
 from sbp_tf.data.preprocess import batches_per_epoch
-from sbp_tf.data.sources import DataNotFoundError
+from sbp_tf.data.sources import DataNotFoundError, find_local
 
-__all__ = ["DatasetInfo", "DataNotFoundError", "batches_per_epoch", "info",
-           "load", "names"]
+__all__ = ["DatasetInfo", "DataNotFoundError", "batches_per_epoch",
+           "find_local", "info", "load", "names", "read_local"]

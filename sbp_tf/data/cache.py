@@ -16,10 +16,11 @@ import os
 import pathlib
 import shutil
 import tarfile
-import tempfile
 import zipfile
 
 import numpy as np
+
+from sbp_tf import files
 
 ARCHIVE_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar", ".zip")
 _TMP_PREFIX = ".tmp-"
@@ -135,17 +136,11 @@ def array_path(root, name, key, split):
 
 
 def save_arrays(path, **arrays):
-  """Writes an .npz atomically (temp file + os.replace)."""
+  """Writes an .npz atomically (sbp_tf.files: temp file + rename)."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".npz", dir=path.parent)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, **arrays)
-    os.replace(tmp, path)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise
+  with files.atomic(path, "wb") as f:
+    np.savez(f, **arrays)
 
 
 def load_arrays(path):

@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 
+from sbp_tf import log
 from sbp_tf.data import cache
 from sbp_tf.data import catalog
 from sbp_tf.data import formats
@@ -212,6 +213,52 @@ def load(name, split, *, batch_size=128, data_dir=None, shuffle=None,
   meta = catalog.info(name)
   name = meta.name
   base, start, stop = parse_split(split)
+  balanced, shuffle, augment = _check_load_args(
+      meta, base, batch_size, limit, balanced, shuffle, augment)
+  src, searched = sources.find_local(name, data_dir)
+  kwargs = dict(batch_size=batch_size, shuffle=shuffle, augment=augment,
+                seed=seed, drop_remainder=drop_remainder,
+                start_step=start_step)
+  if src is not None and name == "imagenet2012":
+    tree = formats.find_tree_root(src.path, depth=1)
+    paths, y, classes = formats.list_image_folder(tree, base)
+    idx = _select(y, len(y), start, stop, limit, balanced, meta)
+    out = dataclasses.replace(meta, class_names=classes,
+                              source=src.describe(), size=len(idx))
+    return preprocess.from_files([paths[i] for i in idx], y[idx], out,
+                                 **kwargs), out
+  if src is not None:
+    x, y, classes = read_local(name, base, src, cache_dir)
+    source = src.describe()
+  else:
+    tfds_split = sources.TFDS_SPLITS.get(name, {}).get(base, base)
+    got = _tfds_load(name, tfds_split, data_dir, download, searched)
+    if got is None:
+      raise sources.DataNotFoundError(
+          f"dataset {name!r} ({base}) not found. Searched, in order:\n  - "
+          + "\n  - ".join(searched) + "\n" + sources.how_to_provide(name))
+    ds, classes, source = got
+    if name == "imagenet2012":
+      return _imagenet_stream(ds, meta, base, start, stop, limit, classes,
+                              source, **kwargs)
+    x, y = _to_numpy(ds)
+  if classes and len(classes) != meta.num_classes:
+    raise ValueError(f"{source} has {len(classes)} classes but {name} has "
+                     f"{meta.num_classes}; point data_dir at the full dataset.")
+  _check(x, y, meta, source)
+  idx = _select(y, len(y), start, stop, limit, balanced, meta)
+  if len(idx) != len(y):
+    x, y = x[idx], y[idx]
+  out = dataclasses.replace(meta, class_names=tuple(classes) if classes else
+                            meta.class_names, source=source, size=len(y))
+  return preprocess.from_arrays(x, y.astype(np.int32), out, **kwargs), out
+
+
+def _check_load_args(meta, base, batch_size, limit, balanced, shuffle,
+                     augment):
+  """Validates :func:`load`'s arguments; returns ``(balanced, shuffle,
+  augment)`` with their defaults resolved."""
+  name = meta.name
   for arg, val in (("batch_size", batch_size), ("limit", limit)):
     if arg == "limit" and val is None:
       continue
@@ -237,61 +284,32 @@ def load(name, split, *, batch_size=128, data_dir=None, shuffle=None,
   if name == "imagenet2012" and augment not in (False, "resized_crop_flip"):
     raise ValueError("imagenet2012 supports only augment='resized_crop_flip' "
                      "(or True/False).")
+  return balanced, shuffle, augment
 
-  src, searched = sources.find_local(name, data_dir)
-  kwargs = dict(batch_size=batch_size, shuffle=shuffle, augment=augment,
-                seed=seed, drop_remainder=drop_remainder,
-                start_step=start_step)
-  if src is not None and name == "imagenet2012":
-    tree = formats.find_tree_root(src.path, depth=1)
-    paths, y, classes = formats.list_image_folder(tree, base)
-    idx = _select(y, len(y), start, stop, limit, balanced, meta)
-    out = dataclasses.replace(meta, class_names=classes,
-                              source=src.describe(), size=len(idx))
-    return preprocess.from_files([paths[i] for i in idx], y[idx], out,
-                                 **kwargs), out
-  if src is not None:
-    x, y, classes = read_local(name, base, src, cache_dir)
-    source = src.describe()
-  else:
-    tfds_split = sources.TFDS_SPLITS.get(name, {}).get(base, base)
-    got = _tfds_load(name, tfds_split, data_dir, download, searched)
-    if got is None:
-      raise sources.DataNotFoundError(
-          f"dataset {name!r} ({base}) not found. Searched, in order:\n  - "
-          + "\n  - ".join(searched) + "\n" + sources.how_to_provide(name))
-    ds, classes, source = got
-    if name == "imagenet2012":
-      if start or stop or limit:
-        ds = ds.skip(_bound(start, meta.num_examples[base]) or 0)
-        n = (_bound(stop, meta.num_examples[base]) or meta.num_examples[base]) - (
-            _bound(start, meta.num_examples[base]) or 0)
-        ds = ds.take(min(n, limit or n))
-      if shuffle:
-        ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
-      out = dataclasses.replace(meta, class_names=classes, source=source)
-      if start_step is not None:
-        # A tfds stream has no index to reorder by; it repeats, reshuffled
-        # per pass, and a resumed run restarts the order at pass 1.
-        print("[sbp_tf] note: imagenet2012 read through tfds repeats "
-              "reshuffled each pass; a resumed run will not see the exact "
-              "batches of the uninterrupted one (use a local image folder "
-              "for that).", flush=True)
-        ds = ds.repeat()
-      return preprocess.from_images(ds, out, batch_size=batch_size,
-                                    augment=augment, seed=seed,
-                                    drop_remainder=drop_remainder), out
-    x, y = _to_numpy(ds)
-  if classes and len(classes) != meta.num_classes:
-    raise ValueError(f"{source} has {len(classes)} classes but {name} has "
-                     f"{meta.num_classes}; point data_dir at the full dataset.")
-  _check(x, y, meta, source)
-  idx = _select(y, len(y), start, stop, limit, balanced, meta)
-  if len(idx) != len(y):
-    x, y = x[idx], y[idx]
-  out = dataclasses.replace(meta, class_names=tuple(classes) if classes else
-                            meta.class_names, source=source, size=len(y))
-  return preprocess.from_arrays(x, y.astype(np.int32), out, **kwargs), out
+
+def _imagenet_stream(ds, meta, base, start, stop, limit, classes, source, *,
+                     batch_size, shuffle, augment, seed, drop_remainder,
+                     start_step):
+  """ImageNet read through tfds: sliced, shuffled and batched as a stream
+  (no index to reorder by)."""
+  n_all = meta.num_examples[base]
+  if start or stop or limit:
+    ds = ds.skip(_bound(start, n_all) or 0)
+    n = (_bound(stop, n_all) or n_all) - (_bound(start, n_all) or 0)
+    ds = ds.take(min(n, limit or n))
+  if shuffle:
+    ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+  out = dataclasses.replace(meta, class_names=classes, source=source)
+  if start_step is not None:
+    # A tfds stream has no index to reorder by; it repeats, reshuffled
+    # per pass, and a resumed run restarts the order at pass 1.
+    log.say("note: imagenet2012 read through tfds repeats reshuffled "
+            "each pass; a resumed run will not see the exact batches of "
+            "the uninterrupted one (use a local image folder for that).")
+    ds = ds.repeat()
+  return preprocess.from_images(ds, out, batch_size=batch_size,
+                                augment=augment, seed=seed,
+                                drop_remainder=drop_remainder), out
 
 
 def _to_numpy(ds):

@@ -1,12 +1,16 @@
 """Finding a dataset: local copies first, then TensorFlow Datasets.
 
-Search order for ``find(name, data_dir)``:
+Search order for ``find(name, data_dir)``: the local entries of
+:func:`search_path` (each named, see ``SEARCH_PATH``), then TensorFlow
+Datasets:
 
-1. ``data_dir`` (the folder itself may be the dataset folder or an archive;
-   a ``data_dir`` that does not exist is a DataNotFoundError, never a
-   silent fallback to another copy);
-2. every folder in $SBP_DATA_DIR (``os.pathsep``-separated);
-3. the project's offline folder ``<repo>/../shared/data`` when it exists;
+1. ``data_dir``: the explicit argument (the folder itself may be the dataset
+   folder or an archive; a ``data_dir`` that does not exist is a
+   DataNotFoundError, never a silent fallback to another copy);
+2. ``SBP_DATA_DIR``: every folder in $SBP_DATA_DIR (``os.pathsep``-separated);
+3. ``development checkout``: ``<repo>/../shared/data`` (``SHARED_DATA``), the
+   offline data folder next to a development checkout of sbp_tf, when it
+   exists (an installed package has no such folder);
 4. ``tfds.load`` (honouring ``data_dir``), without downloading, then with
    downloading when allowed.
 
@@ -27,7 +31,11 @@ from sbp_tf.data import cache
 from sbp_tf.data import formats
 
 _REPO = pathlib.Path(__file__).resolve().parents[2]
+# The development default: the offline data folder beside a checkout.
 SHARED_DATA = _REPO.parent / "shared" / "data"
+
+# The named local search entries, in order (see search_path).
+SEARCH_PATH = ("data_dir", "SBP_DATA_DIR", "development checkout")
 
 # Folder / archive stem names under a root, per dataset and format.
 LOCAL_NAMES = {
@@ -113,17 +121,47 @@ def _search_root(root, name, itself):
     yield Source("archive", str(p))
 
 
-def search_roots(data_dir):
-  """[(root, explicit)] in search order; explicit roots may be the dataset."""
-  roots = []
+@dataclasses.dataclass(frozen=True)
+class SearchEntry:
+  """One local place searched for datasets.
+
+  Attributes:
+    name: which ``SEARCH_PATH`` entry it comes from.
+    path: the folder (or archive).
+    explicit: the user named it, so it may itself be the dataset folder.
+  """
+  name: str
+  path: pathlib.Path
+  explicit: bool
+
+
+def search_path(data_dir=None) -> List[SearchEntry]:
+  """The local places searched for a dataset, in order (``SEARCH_PATH``).
+
+  ``data_dir`` (when given), each folder of $SBP_DATA_DIR, then the
+  development checkout's ``../shared/data`` when that folder exists.
+
+  Example::
+
+      [(e.name, str(e.path)) for e in search_path()]
+      # [('development checkout', '/work/shared/data')]
+  """
+  entries = []
   if data_dir:
-    roots.append((pathlib.Path(data_dir).expanduser(), True))
+    entries.append(SearchEntry("data_dir", pathlib.Path(data_dir).expanduser(),
+                               True))
   for part in os.environ.get("SBP_DATA_DIR", "").split(os.pathsep):
     if part:
-      roots.append((pathlib.Path(part).expanduser(), True))
+      entries.append(SearchEntry("SBP_DATA_DIR",
+                                 pathlib.Path(part).expanduser(), True))
   if SHARED_DATA.is_dir():
-    roots.append((SHARED_DATA, False))
-  return roots
+    entries.append(SearchEntry("development checkout", SHARED_DATA, False))
+  return entries
+
+
+def search_roots(data_dir):
+  """[(root, explicit)] of :func:`search_path`, in search order."""
+  return [(e.path, e.explicit) for e in search_path(data_dir)]
 
 
 def find_local(name, data_dir) -> "tuple[Optional[Source], List[str]]":
@@ -136,13 +174,15 @@ def find_local(name, data_dir) -> "tuple[Optional[Source], List[str]]":
         "Fix: pass the folder that holds the dataset (sbp_tf.train: "
         "--config.dataset.data_dir=/path), or leave data_dir unset to search "
         "$SBP_DATA_DIR and the default places.")
-  for root, explicit in search_roots(data_dir):
+  for entry in search_path(data_dir):
+    root, explicit = entry.path, entry.explicit
     spec = LOCAL_NAMES[name]
     subs = [s for k in ("idx", "pickle", "tree") for s in spec.get(k, ())]
     arcs = [f"{s}{{{','.join(cache.ARCHIVE_SUFFIXES)}}}"
             for s in spec.get("archive", ())]
     where = "itself and " if explicit else ""
-    searched.append(f"{root} ({where}{', '.join(subs + arcs)})")
+    searched.append(f"{root} [{entry.name}] ({where}"
+                    f"{', '.join(subs + arcs)})")
     if not root.exists():
       searched[-1] += " [does not exist]"
       continue

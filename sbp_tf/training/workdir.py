@@ -43,6 +43,7 @@ from typing import Any, Dict, List
 
 from sbp_tf import config as sbp_config
 from sbp_tf import files
+from sbp_tf import log
 from sbp_tf.files import write_json, write_text  # noqa: F401  (re-exported)
 
 NEW, PRUNED, TRAINING, FINISHED = "new", "pruned", "training", "finished"
@@ -314,8 +315,8 @@ class Workdir:
           f"{p} is damaged ({err}) and metrics.csv cannot rebuild it. Fix: "
           "delete metrics.json and metrics.csv to resume without the "
           "per-epoch history, or pass --overwrite to start over.")
-    print(f"[sbp_tf] {p} was damaged ({err}); rebuilt it from metrics.csv "
-          f"({len(rows)} rows).", flush=True)
+    log.say(f"{p} was damaged ({err}); rebuilt it from metrics.csv "
+            f"({len(rows)} rows).")
     self.write_metrics(rows)
     return rows
 
