@@ -361,8 +361,7 @@ def _owned(name: str) -> bool:
     return True
   if _WORKER.fullmatch(name):
     return True
-  # write_json/write_text temp files: "<name>.<random>"; Masks.save's
-  # "masks.npz.tmp.npz".
+  # sbp_tf.files' temp files: "<name>.<random>.tmp" (Masks.save's too).
   return any(name.startswith(f + ".") for f in OWNED_FILES + (LOCK_INFO,))
 
 
