@@ -29,6 +29,10 @@ from ml_collections import config_dict
 MIXED_PRECISION = (None, "float16", "bfloat16")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
 OPTIMIZERS = ("sgd", "adam")
+# Which Keras trains the experiment: tf_keras (tfmot wrappers) or Keras 3
+# (sbp_tf.keras3, masks as kernel constraints).
+FRAMEWORKS = ("tf_keras", "keras3")
+DEFAULT_FRAMEWORK = "tf_keras"
 # Model options the experiment sets itself (config.seed seeds every model).
 EXPERIMENT_SET_OPTIONS = ("seed",)
 # Fields that may change between an interrupted run and its resumption:
@@ -56,6 +60,8 @@ def defaults() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.export_tflite = False  # opt-in: a training run exports only when asked
+  # tf_keras: the tfmot path; keras3: sbp_tf.keras3 (see docs/training.md).
+  c.framework = DEFAULT_FRAMEWORK
   c.dataset = ml_collections.ConfigDict(dict(
       name="cifar10",
       data_dir=_ph(str),
@@ -244,7 +250,8 @@ def validate(config) -> None:
     if not cond:
       errors.append(f"{field}={_get(full, field)!r} {msg}")
 
-  for check in (_check_names, _check_options, _check_prune, _check_train):
+  for check in (_check_names, _check_options, _check_prune, _check_train,
+                _check_framework):
     check(full, need)
   if errors:
     raise ValueError("Invalid config: " + "; ".join(errors) + ".")
@@ -325,6 +332,16 @@ def _check_train(full, need) -> None:
        "must be 0 (silent), 1 (progress bar) or 2 (one line per epoch)")
 
 
+def _check_framework(full, need) -> None:
+  """The framework is known; Keras 3 runs have no mixed precision."""
+  fw = full["framework"]
+  need(fw in FRAMEWORKS, "framework", f"must be one of {FRAMEWORKS}")
+  if fw == "keras3":
+    need(full["train"]["mixed_precision"] is None, "train.mixed_precision",
+         "is not supported with framework='keras3' (it trains in float32). "
+         "Fix: leave it None, or use framework='tf_keras'")
+
+
 def _merge(base: dict, over: dict) -> dict:
   out = copy.deepcopy(base)
   for k, v in over.items():
@@ -362,8 +379,16 @@ def _assign(cfg, values):
 
 
 def to_dict(config) -> Dict[str, Any]:
-  """Plain JSON-serialisable nested dict of a config (tuples become lists)."""
-  return json.loads(json.dumps(_as_dict(config)))
+  """Plain JSON-serialisable nested dict of a config (tuples become lists).
+
+  ``framework`` is left out when it is the default (tf_keras): the stored
+  configs of runs written before the field existed (workdirs, the committed
+  tables' JSON) stay identical, so they still resume and match.
+  """
+  out = json.loads(json.dumps(_as_dict(config)))
+  if out.get("framework", DEFAULT_FRAMEWORK) == DEFAULT_FRAMEWORK:
+    out.pop("framework", None)
+  return out
 
 
 _MISSING = "<missing>"

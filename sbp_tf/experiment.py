@@ -14,7 +14,10 @@ Usage::
 ``run`` is a short composition of the phases in
 :mod:`sbp_tf.training.phases` (open the workdir, build, obtain masks,
 prepare training, fit, finalize, export, record), each a public function
-that can be called or replaced alone. Rerunning on an interrupted workdir
+that can be called or replaced alone. ``config.framework = "keras3"``
+runs the Keras 3 phases of :mod:`sbp_tf.training.phases_keras3` instead
+(the Keras 3 front end ``sbp_tf.keras3``: same workdir, resume and
+results; one device). Rerunning on an interrupted workdir
 resumes from the last completed epoch (masks and optimizer state restored,
 no re-pruning); on a finished one it returns the stored metrics.
 """
@@ -41,6 +44,23 @@ PHASES = (phases.build, phases.obtain_masks, phases.prepare_training,
           phases.fit, phases.finalize, phases.export)
 
 
+def phases_for(cfg) -> tuple:
+  """The phases of ``cfg.framework``: :data:`PHASES` (tf_keras) or the
+  Keras 3 ones (imported only then, so tf_keras runs never load Keras 3)."""
+  if cfg.get("framework", "tf_keras") == "keras3":
+    from sbp_tf.training import phases_keras3  # pylint: disable=g-import-not-at-top
+    return phases_keras3.PHASES
+  return PHASES
+
+
+def check_strategy(cfg, strategy) -> None:
+  """Raises ValueError when ``cfg.framework`` cannot run under ``strategy``
+  (keras3: one device only), before anything is written."""
+  if cfg.get("framework", "tf_keras") == "keras3":
+    from sbp_tf.training import phases_keras3  # pylint: disable=g-import-not-at-top
+    phases_keras3.check_strategy(strategy)
+
+
 def run(config, workdir, *, strategy=None, overwrite: bool = False
         ) -> Dict[str, Any]:
   """Runs (or resumes) one experiment in ``workdir``; returns final metrics.
@@ -64,8 +84,9 @@ def run(config, workdir, *, strategy=None, overwrite: bool = False
     "epochs_done", "wall_time_s", "resumed_from_epoch", ...}``.
 
   Raises:
-    ValueError: invalid config (before anything is written) or a workdir
-      holding a different experiment.
+    ValueError: invalid config (before anything is written), a workdir
+      holding a different experiment, or framework keras3 under a
+      multi-replica strategy.
     sbp_tf.training.workdir.WorkdirError (a ValueError): the workdir is
       locked by another live run, is not sbp_tf's, or is damaged beyond
       what resume can repair (the message names the file and the fix).
@@ -79,6 +100,7 @@ def run(config, workdir, *, strategy=None, overwrite: bool = False
   cfg = sbp_config.resolve(config)
   if strategy is None:
     strategy = tf.distribute.get_strategy()
+  check_strategy(cfg, strategy)
   is_chief, task_id = sbp_strategy.task_info(strategy)
   wd = wd_lib.Workdir(workdir if is_chief else
                       f"{workdir}/.worker{task_id}")
@@ -90,6 +112,6 @@ def run(config, workdir, *, strategy=None, overwrite: bool = False
     if stored is not None:
       return stored
     with sbp_strategy.precision_policy(cfg.train.mixed_precision, strategy):
-      for phase in PHASES:
+      for phase in phases_for(cfg):
         phase(run_state)
       return phases.record(run_state)

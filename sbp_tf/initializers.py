@@ -13,6 +13,12 @@ Every kernel initializer exposes ``.sigma_w`` and ``.sigma_b`` and builds its
 bias initializer with ``.bias_initializer()``; models keep the kernel
 initializer on the layer (``layer.kernel_initializer.sigma_w``).
 
+The formulas are written once, in the framework-free mixins
+(``GaussianBiasMath``, ``GaussianMath``, ``EdgeOfChaosMath``,
+``OrderedPhaseMath``, and the name lookup ``Family``); the classes here add
+tf_keras' ``Initializer`` base, TF draws and the ``sbp_tf>Name``
+registration, and :mod:`sbp_tf.keras3.initializers` does the same for Keras 3.
+
 Usage::
 
     from sbp_tf import initializers
@@ -62,55 +68,61 @@ def _activation_name(activation):
   return getattr(activation, "__name__", "callable")
 
 
-@compat.register_serializable
-class GaussianBias(keras.initializers.Initializer):
+# --- The formulas, shared by the tf_keras classes below and the Keras 3 ones
+# (sbp_tf.keras3.initializers). A framework subclass adds its Initializer
+# base, its registration and two draws: ``_normal(shape, stddev, dtype, seed,
+# stream)`` (stream 0 kernels, 1 biases) and ``_zeros(shape, dtype)``.
+
+
+def check_sigma_b(sigma_b) -> float:
+  """``float(sigma_b)`` if it is a finite ``sigma_b >= 0``, else raises."""
+  if not (np.isfinite(sigma_b) and sigma_b >= 0):
+    raise ValueError(f"sigma_b must be >= 0, got {sigma_b!r}. Fix: pass the "
+                     "bias standard deviation, e.g. 0.2.")
+  return float(sigma_b)
+
+
+class GaussianBiasMath:
   """Bias initializer ``b ~ N(0, sigma_b^2)``; zeros when ``sigma_b == 0``.
 
   Example: ``keras.layers.Dense(8, bias_initializer=GaussianBias(0.2))``.
   """
 
   def __init__(self, sigma_b: float = 0.0, seed=None):
-    if not (np.isfinite(sigma_b) and sigma_b >= 0):
-      raise ValueError(f"sigma_b must be >= 0, got {sigma_b!r}. Fix: pass the "
-                       "bias standard deviation, e.g. 0.2.")
-    self.sigma_b = float(sigma_b)
+    self.sigma_b = check_sigma_b(sigma_b)
     self.seed = seed
 
   def __call__(self, shape, dtype=None, **kwargs):
-    dtype = tf.as_dtype(dtype or keras.backend.floatx())
     if self.sigma_b == 0:
-      return tf.zeros(shape, dtype)
-    if self.seed is None:
-      return tf.random.normal(shape, 0.0, self.sigma_b, dtype)
-    return tf.random.stateless_normal(shape, [self.seed, 1], 0.0,
-                                      self.sigma_b, dtype)
+      return self._zeros(shape, dtype)
+    return self._normal(shape, self.sigma_b, dtype, self.seed, 1)
 
   def get_config(self):
     return {"sigma_b": self.sigma_b, "seed": self.seed}
 
 
-@compat.register_serializable
-class Gaussian(keras.initializers.Initializer):
+class GaussianMath:
   """Kernel initializer ``W ~ N(0, sigma_w^2 / fan_in)``.
 
   Args:
     sigma_w: weight scale (``sqrt(2)`` is He, ``1`` is LeCun).
     sigma_b: standard deviation of the matching bias initializer.
     seed: int for reproducible draws (the same values on every call), or None
-      to draw from TF's global seed (``keras.utils.set_random_seed``).
+      to draw from the global seed (``keras.utils.set_random_seed``).
     depthwise: True for DepthwiseConv kernels (fan_in excludes C_in and M).
 
   Example: ``Gaussian(2 ** 0.5)((3, 3, 16, 32))`` has std ``sqrt(2 / 144)``.
   """
+
+  bias_class = None  # the framework's GaussianBias, set by each subclass
 
   def __init__(self, sigma_w: float = 1.0, sigma_b: float = 0.0, seed=None,
                depthwise: bool = False):
     if not (np.isfinite(sigma_w) and sigma_w > 0):
       raise ValueError(f"sigma_w must be a finite positive number, got "
                        f"{sigma_w!r}. Fix: pass e.g. sigma_w=1.0.")
-    GaussianBias(sigma_b)  # validates sigma_b before any state is set
+    self.sigma_b = check_sigma_b(sigma_b)  # before any other state is set
     self.sigma_w = float(sigma_w)
-    self.sigma_b = float(sigma_b)
     self.seed = seed
     self.depthwise = bool(depthwise)
 
@@ -119,15 +131,11 @@ class Gaussian(keras.initializers.Initializer):
     return self.sigma_w / math.sqrt(fan_in(shape, self.depthwise))
 
   def __call__(self, shape, dtype=None, **kwargs):
-    dtype = tf.as_dtype(dtype or keras.backend.floatx())
-    std = self.stddev(shape)
-    if self.seed is None:
-      return tf.random.normal(shape, 0.0, std, dtype)
-    return tf.random.stateless_normal(shape, [self.seed, 0], 0.0, std, dtype)
+    return self._normal(shape, self.stddev(shape), dtype, self.seed, 0)
 
-  def bias_initializer(self) -> GaussianBias:
-    """The matching ``N(0, sigma_b^2)`` bias initializer."""
-    return GaussianBias(self.sigma_b, seed=self.seed)
+  def bias_initializer(self):
+    """The matching ``N(0, sigma_b^2)`` bias initializer (same framework)."""
+    return self.bias_class(self.sigma_b, seed=self.seed)
 
   def get_config(self):
     return {"sigma_w": self.sigma_w, "sigma_b": self.sigma_b,
@@ -138,13 +146,13 @@ class Gaussian(keras.initializers.Initializer):
             f"sigma_b={self.sigma_b:.6g})")
 
 
-@compat.register_serializable
-class EdgeOfChaos(Gaussian):
+class EdgeOfChaosMath:
   """Gaussian init with sigma_w on the Edge of Chaos of ``activation``.
 
   ``sigma_w = eoc.eoc_sigma_w(activation, sigma_b)``, i.e.
   ``sigma_w^2 E[phi'(sqrt(q*) Z)^2] = 1``; ``W ~ N(0, sigma_w^2 / fan_in)``.
-  For relu this is He init (sigma_w = sqrt 2, sigma_b = 0).
+  For relu this is He init (sigma_w = sqrt 2, sigma_b = 0). Mixed in before
+  the framework's Gaussian.
 
   Args:
     activation: a name from ``eoc.ACTIVATIONS`` or a NumPy callable.
@@ -165,17 +173,15 @@ class EdgeOfChaos(Gaussian):
     self.activation = _activation_name(activation)
 
   def get_config(self):
-    config = super().get_config()
-    config["activation"] = self.activation
-    return config
+    return {**super().get_config(), "activation": self.activation}
 
 
-@compat.register_serializable
-class OrderedPhase(Gaussian):
+class OrderedPhaseMath:
   """Ordered-phase control init, by default ``(sigma_w^2, sigma_b^2) = (0.1, 1)``.
 
   ``W ~ N(0, sigma_w^2 / fan_in)``; raises unless ``eoc.phase`` is 'ordered'
-  (``chi = sigma_w^2 E[phi'(sqrt(q*) Z)^2] < 1``) for ``activation``.
+  (``chi = sigma_w^2 E[phi'(sqrt(q*) Z)^2] < 1``) for ``activation``. Mixed
+  in before the framework's Gaussian.
 
   Example: ``OrderedPhase('tanh').sigma_w ** 2`` == 0.1.
   """
@@ -192,49 +198,114 @@ class OrderedPhase(Gaussian):
     self.activation = _activation_name(activation)
 
   def get_config(self):
-    config = super().get_config()
-    config["activation"] = self.activation
-    return config
-
-
-def get(init, activation="relu", sigma_b=None, seed=None,
-        depthwise: bool = False):
-  """A kernel initializer from a name, for ``activation``.
-
-  Names: 'eoc' (EdgeOfChaos), 'ordered' (OrderedPhase), 'he' (sigma_w = sqrt 2),
-  'lecun' (sigma_w = 1), 'glorot' (keras GlorotNormal, no ``.sigma_w``), or an
-  initializer instance (returned as is). ``sigma_b`` defaults per init.
-
-  Example: ``get('eoc', 'tanh').sigma_w`` ~ 1.3041.
-  """
-  if isinstance(init, keras.initializers.Initializer):
-    return init
-  if not isinstance(init, str):
-    raise TypeError(f"init must be a name or a keras Initializer, got "
-                    f"{type(init).__name__}. Fix: pass one of {INIT_NAMES}.")
-  name = init.lower()
-  if name == "eoc":
-    return EdgeOfChaos(activation, sigma_b, seed=seed, depthwise=depthwise)
-  if name == "ordered":
-    sb = ORDERED_SIGMA_B if sigma_b is None else sigma_b
-    return OrderedPhase(activation, sigma_b=sb, seed=seed, depthwise=depthwise)
-  if name in ("he", "lecun"):
-    sw = math.sqrt(2.0) if name == "he" else 1.0
-    return Gaussian(sw, sigma_b or 0.0, seed=seed, depthwise=depthwise)
-  if name == "glorot":
-    return keras.initializers.GlorotNormal(seed=seed)
-  raise ValueError(f"Unknown init {init!r}. Fix: use one of {INIT_NAMES} or "
-                   "pass a keras Initializer.")
+    return {**super().get_config(), "activation": self.activation}
 
 
 INIT_NAMES = ("eoc", "ordered", "he", "lecun", "glorot")
 
 
-def bias_for(kernel_init):
-  """The bias initializer matching ``kernel_init`` (zeros if it has none)."""
-  make = getattr(kernel_init, "bias_initializer", None)
-  return make() if callable(make) else keras.initializers.Zeros()
+class Family:
+  """One framework's initializer classes and the name lookup over them.
+
+  Args:
+    keras_module: that framework's keras (tf_keras or Keras 3).
+    gaussian, edge_of_chaos, ordered_phase: its kernel initializer classes.
+    kind: how errors name its initializers, e.g. "keras Initializer".
+  """
+
+  def __init__(self, keras_module, gaussian, edge_of_chaos, ordered_phase,
+               kind: str):
+    self.keras = keras_module
+    self.gaussian, self.edge_of_chaos = gaussian, edge_of_chaos
+    self.ordered_phase, self.kind = ordered_phase, kind
+
+  def get(self, init, activation="relu", sigma_b=None, seed=None,
+          depthwise: bool = False):
+    """A kernel initializer from a name, for ``activation``.
+
+    Names: 'eoc' (EdgeOfChaos), 'ordered' (OrderedPhase), 'he' (sigma_w =
+    sqrt 2), 'lecun' (sigma_w = 1), 'glorot' (keras GlorotNormal, no
+    ``.sigma_w``), or an initializer instance of this framework (returned as
+    is). ``sigma_b`` defaults per init.
+
+    Example: ``get('eoc', 'tanh').sigma_w`` ~ 1.3041.
+    """
+    if isinstance(init, self.keras.initializers.Initializer):
+      return init
+    if not isinstance(init, str):
+      raise TypeError(f"init must be a name or a {self.kind}, got "
+                      f"{type(init).__name__}. Fix: pass one of {INIT_NAMES}.")
+    name = init.lower()
+    if name == "eoc":
+      return self.edge_of_chaos(activation, sigma_b, seed=seed,
+                                depthwise=depthwise)
+    if name == "ordered":
+      sb = ORDERED_SIGMA_B if sigma_b is None else sigma_b
+      return self.ordered_phase(activation, sigma_b=sb, seed=seed,
+                                depthwise=depthwise)
+    if name in ("he", "lecun"):
+      sw = math.sqrt(2.0) if name == "he" else 1.0
+      return self.gaussian(sw, sigma_b or 0.0, seed=seed, depthwise=depthwise)
+    if name == "glorot":
+      return self.keras.initializers.GlorotNormal(seed=seed)
+    raise ValueError(f"Unknown init {init!r}. Fix: use one of {INIT_NAMES} or "
+                     f"pass a {self.kind}.")
+
+  def bias_for(self, kernel_init):
+    """The bias initializer matching ``kernel_init`` (zeros if it has none)."""
+    make = getattr(kernel_init, "bias_initializer", None)
+    return make() if callable(make) else self.keras.initializers.Zeros()
 
 
-__all__ = ["EdgeOfChaos", "Gaussian", "GaussianBias", "OrderedPhase",
-           "INIT_NAMES", "bias_for", "default_sigma_b", "fan_in", "get"]
+# --- tf_keras (Keras 2) classes. ---
+
+
+class _TFKerasDraws:
+  """tf_keras draws: ``tf.random.normal`` under TF's global seed, or
+  ``tf.random.stateless_normal(shape, [seed, stream])`` when seeded."""
+
+  @staticmethod
+  def _normal(shape, stddev, dtype, seed, stream):
+    dtype = tf.as_dtype(dtype or keras.backend.floatx())
+    if seed is None:
+      return tf.random.normal(shape, 0.0, stddev, dtype)
+    return tf.random.stateless_normal(shape, [seed, stream], 0.0, stddev,
+                                      dtype)
+
+  @staticmethod
+  def _zeros(shape, dtype):
+    return tf.zeros(shape, tf.as_dtype(dtype or keras.backend.floatx()))
+
+
+@compat.register_serializable
+class GaussianBias(_TFKerasDraws, GaussianBiasMath,
+                   keras.initializers.Initializer):
+  __doc__ = GaussianBiasMath.__doc__
+
+
+@compat.register_serializable
+class Gaussian(_TFKerasDraws, GaussianMath, keras.initializers.Initializer):
+  __doc__ = GaussianMath.__doc__
+  bias_class = GaussianBias
+
+
+@compat.register_serializable
+class EdgeOfChaos(EdgeOfChaosMath, Gaussian):
+  __doc__ = EdgeOfChaosMath.__doc__
+
+
+@compat.register_serializable
+class OrderedPhase(OrderedPhaseMath, Gaussian):
+  __doc__ = OrderedPhaseMath.__doc__
+
+
+_FAMILY = Family(keras, Gaussian, EdgeOfChaos, OrderedPhase,
+                 "keras Initializer")
+get = _FAMILY.get
+bias_for = _FAMILY.bias_for
+
+
+__all__ = ["EdgeOfChaos", "EdgeOfChaosMath", "Family", "Gaussian",
+           "GaussianBias", "GaussianBiasMath", "GaussianMath", "OrderedPhase",
+           "OrderedPhaseMath", "INIT_NAMES", "bias_for", "check_sigma_b",
+           "default_sigma_b", "fan_in", "get"]

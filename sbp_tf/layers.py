@@ -13,14 +13,19 @@ Usage::
 """
 
 import math
+import operator
 
 from sbp_tf import compat
 from sbp_tf.compat import keras
 
 
-@compat.register_serializable
-class StableScale(keras.layers.Layer):
+class StableScaleMath:
   """``out = shortcut + branch / sqrt(num_blocks)``; called on ``[shortcut, branch]``.
+
+  The formula for both Keras versions: a framework subclass adds its
+  ``Layer`` base, its registration and the ops ``_add(a, b)`` and
+  ``_multiply(a, s)`` (plain ``+``/``*`` in tf_keras, ``keras.ops`` in
+  Keras 3).
 
   Args:
     num_blocks: L, the total number of residual blocks of the network
@@ -43,14 +48,19 @@ class StableScale(keras.layers.Layer):
       raise ValueError("StableScale expects [shortcut, branch]. Fix: call it "
                        "as StableScale(L)([shortcut, branch]).")
     shortcut, branch = inputs
-    if self.num_blocks == 1:
-      return shortcut + branch
-    return shortcut + branch * self.scale
+    if self.num_blocks == 1:  # the standard sum, without a multiply by 1
+      return self._add(shortcut, branch)
+    return self._add(shortcut, self._multiply(branch, self.scale))
 
   def get_config(self):
-    config = super().get_config()
-    config["num_blocks"] = self.num_blocks
-    return config
+    return {**super().get_config(), "num_blocks": self.num_blocks}
 
 
-__all__ = ["StableScale"]
+@compat.register_serializable
+class StableScale(StableScaleMath, keras.layers.Layer):
+  __doc__ = StableScaleMath.__doc__
+  _add = staticmethod(operator.add)
+  _multiply = staticmethod(operator.mul)
+
+
+__all__ = ["StableScale", "StableScaleMath"]

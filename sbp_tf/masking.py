@@ -28,11 +28,12 @@ import numpy as np
 
 from sbp_tf import compat
 from sbp_tf.compat import keras, tf
-from sbp_tf.pruning.targets import Target, prunable_attrs, prunable_targets
+from sbp_tf.pruning.targets import (Target, layer_targets, prunable_attrs,
+                                    prunable_targets, resolve_or_none)
 
 __all__ = [
     "MaskedLayer", "wrap", "strip", "unwrap", "check_masks", "keep_sparse",
-    "apply_masks", "wrapper_masks", "custom_objects",
+    "apply_masks", "wrapper_masks", "custom_objects", "constrain",
 ]
 
 _MAX_LISTED = 5
@@ -153,14 +154,34 @@ def _set_mask_constraint(variable, mask_variable) -> bool:
   return changed
 
 
+def _local_variables(layer) -> Dict[str, object]:
+  """``{local key: variable}`` of the prunable weights inside ``layer``."""
+  return {k: t.variable for k, t in layer_targets(layer).items()}
+
+
+def _resolve(layer, attr):
+  """The variable of ``layer`` named by ``attr``: a local key
+  (``"kernel"``, ``"query/kernel"``) or a plain attribute; None if the
+  layer has not created it yet (built lazily on its first call)."""
+  local = _local_variables(layer)
+  if attr in local:
+    return local[attr]
+  return resolve_or_none(layer, attr.replace("/", "."))
+
+
 @keras.utils.register_keras_serializable(package="sbp_tf")
 class MaskedLayer(keras.layers.Wrapper):
   """Wraps a layer and holds fixed 0/1 masks for its prunable weights.
 
-  For each prunable attribute (``kernel``, ``depthwise_kernel``, ...) the
-  wrapper adds a non-trainable ``<attr>_mask`` weight and constrains the
-  weight to ``w * mask`` after every optimizer step. Forward pass is the
-  wrapped layer's, unchanged: the weights themselves are kept sparse.
+  For each prunable weight (``kernel``, ``depthwise_kernel``,
+  ``embeddings``, an RNN's ``lstm_cell/recurrent_kernel``, an attention
+  layer's ``query/kernel``: keys relative to the wrapped layer, see
+  ``sbp_tf.pruning.layer_targets``) the wrapper adds a non-trainable
+  ``<key>_mask`` weight and constrains the weight to ``w * mask`` after
+  every optimizer step. Forward pass is the wrapped layer's, unchanged: the
+  weights themselves are kept sparse. Masks are stored as ``uint8`` (a
+  quarter of a float32 copy in checkpoints and saved models); a layer saved
+  before that (no ``mask_dtype`` in its config) loads with its float masks.
 
   Usage::
 
@@ -170,42 +191,63 @@ class MaskedLayer(keras.layers.Wrapper):
 
   Args:
     layer: the layer to wrap (must have a prunable weight).
-    attrs: which attributes to mask; default all prunable attributes.
+    attrs: which weights to mask; default all prunable ones.
+    mask_dtype: dtype of the stored masks (default ``"uint8"``; None: the
+      weight's own dtype).
   """
 
-  def __init__(self, layer, attrs=None, **kwargs):
+  def __init__(self, layer, attrs=None, mask_dtype="uint8", **kwargs):
     if not isinstance(layer, keras.layers.Layer):
       raise TypeError(f"MaskedLayer wraps a keras Layer, got {type(layer)}.")
-    attrs = tuple(attrs) if attrs is not None else tuple(prunable_attrs(layer))
+    attrs = tuple(attrs) if attrs is not None else tuple(
+        layer_targets(layer) or prunable_attrs(layer))
     if not attrs:
       raise ValueError(
           f"Layer {layer.name!r} ({type(layer).__name__}) has no prunable "
-          "weights. Fix: wrap only Dense/Conv/DepthwiseConv layers.")
+          "weights. Fix: wrap only layers sbp_tf.pruning.prunable_targets "
+          "lists (or register the class with pruning.register_target).")
     kwargs.setdefault("name", "masked_" + layer.name)
     super().__init__(layer, **kwargs)
     self.attrs = attrs
+    self.mask_dtype = mask_dtype
     self.mask_vars: Dict[str, tf.Variable] = {}
     # Sequential's first layer carries the input shape; forward it.
     if (compat.batch_input_shape(self) is None and
         compat.batch_input_shape(layer) is not None):
       compat.set_batch_input_shape(self, compat.batch_input_shape(layer))
 
+  @classmethod
+  def from_config(cls, config, custom_objects=None):
+    config = dict(config)
+    config.setdefault("mask_dtype", None)  # saved before uint8 masks
+    return super().from_config(config, custom_objects)
+
   def build(self, input_shape=None):
     if not self.layer.built:
       self.layer.build(input_shape)
       self.layer.built = True
-    for attr in self.attrs:
-      weight = getattr(self.layer, attr)
-      dtype = getattr(weight, "true_dtype", weight.dtype)
-      self.mask_vars[attr] = self.add_weight(
-          name=attr + "_mask", shape=weight.shape, dtype=dtype,
-          initializer="ones", trainable=False,
-          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-      _set_mask_constraint(weight, self.mask_vars[attr])
+    self._make_masks()
     super().build(input_shape)
 
+  def _make_masks(self):
+    """Creates the mask weights whose variables exist (all of them, except
+    for a layer building its weights on its first call, e.g. attention)."""
+    for attr in self.attrs:
+      weight = _resolve(self.layer, attr)
+      if attr in self.mask_vars or weight is None:
+        continue
+      dtype = self.mask_dtype or getattr(weight, "true_dtype", weight.dtype)
+      self.mask_vars[attr] = self.add_weight(
+          name=attr.replace("/", ".") + "_mask", shape=weight.shape,
+          dtype=dtype, initializer="ones", trainable=False,
+          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      _set_mask_constraint(weight, self.mask_vars[attr])
+
   def call(self, inputs, *args, **kwargs):
-    return self.layer(inputs, *args, **kwargs)
+    out = self.layer(inputs, *args, **kwargs)
+    if len(self.mask_vars) < len(self.attrs):
+      self._make_masks()  # the wrapped layer built its weights just now
+    return out
 
   def compute_output_shape(self, input_shape):
     return self.layer.compute_output_shape(input_shape)
@@ -213,17 +255,20 @@ class MaskedLayer(keras.layers.Wrapper):
   def get_config(self):
     config = super().get_config()
     config["attrs"] = list(self.attrs)
+    config["mask_dtype"] = self.mask_dtype
     return config
 
   def set_mask(self, attr, mask):
     """Installs ``mask`` for ``attr`` and zeroes the pruned weights: w <- w*m."""
-    weight = getattr(self.layer, attr)
-    self.mask_vars[attr].assign(np.asarray(mask, np.float32))
-    weight.assign(weight * tf.cast(self.mask_vars[attr], weight.dtype))
+    weight = _resolve(self.layer, attr)
+    m = self.mask_vars[attr]
+    m.assign(np.asarray(mask, m.dtype.as_numpy_dtype))
+    weight.assign(weight * tf.cast(m, weight.dtype))
 
   def masked_weights(self):
     """``[(weight, mask variable)]`` pairs of this wrapper."""
-    return [(getattr(self.layer, a), self.mask_vars[a]) for a in self.attrs]
+    return [(_resolve(self.layer, a), self.mask_vars[a]) for a in self.attrs
+            if a in self.mask_vars]
 
 
 def custom_objects() -> dict:
@@ -321,9 +366,46 @@ def install_masks(wrapped, checked) -> None:
           f"No mask wrapper holds {target.key!r} after wrapping. Fix: report "
           f"this model to sbp_tf (layer type {type(target.layer).__name__}).")
     w, m = pairs[target.key]
-    m.assign(mask)
+    m.assign(np.asarray(mask, m.dtype.as_numpy_dtype))
     w.assign(w * tf.cast(m, w.dtype))
   keep_sparse(wrapped)
+
+
+def owners(checked) -> Dict[int, List[str]]:
+  """``{id(owner layer): [local keys]}``: which graph layer each wrapper
+  wraps (the layer itself, or the RNN / Bidirectional / attention / custom
+  layer holding it) and which of its weights it masks."""
+  attrs_of = {}
+  for t, _ in checked:
+    attrs_of.setdefault(id(t.owner), []).append(t.local)
+  return attrs_of
+
+
+def constrain(model, masks, *, allow_missing=False):
+  """Keeps ``masks`` on ``model`` in place, without wrapper layers.
+
+  Zeroes the pruned weights and installs the in-graph constraint
+  ``w <- c(w) * m`` on each masked variable (``m`` a constant): works for
+  any model, subclassed ones included. The masks are not saved with the
+  model (its zeros are; recover them as ``w != 0``); a model loaded from a
+  file needs ``constrain`` again before training. :func:`strip` removes the
+  constraints.
+
+  Returns:
+    ``model``.
+  """
+  for t, m in check_masks(model, masks, allow_missing=allow_missing):
+    mask = tf.constant(m.astype(np.uint8))
+    t.variable.assign(t.variable * tf.cast(mask, t.variable.dtype))
+    _set_mask_constraint(t.variable, mask)
+  return model
+
+
+def _remove_constraints(model) -> None:
+  for t in prunable_targets(model):
+    for comp in _components(t.variable):
+      if isinstance(comp.constraint, _MaskConstraint):
+        compat.set_variable_constraint(comp, comp.constraint.previous)
 
 
 def wrap(model, masks, *, allow_missing=False) -> keras.Model:
@@ -345,12 +427,18 @@ def wrap(model, masks, *, allow_missing=False) -> keras.Model:
     allow_missing: leave targets without a mask dense instead of raising.
 
   Raises:
-    TypeError / ValueError: see :func:`check_masks`; subclassed models.
+    TypeError / ValueError: see :func:`check_masks`; subclassed models
+      (use :func:`constrain`).
   """
   checked = check_masks(model, masks, allow_missing=allow_missing)
-  attrs_of = {}
-  for t, _ in checked:
-    attrs_of.setdefault(id(t.layer), []).append(t.attr)
+  if not (isinstance(model, keras.Sequential) or
+          compat.is_graph_network(model)):
+    raise ValueError(
+        f"Model {model.name!r} is subclassed; only Sequential and functional "
+        "models can be wrapped. Fix: keep its masks in place with "
+        "sbp_tf.masking.constrain(model, masks) (same training guarantee, "
+        "no wrapper layers), or build it with the functional API.")
+  attrs_of = owners(checked)
   wrapped = clone_wrapping(
       model, lambda layer: MaskedLayer(layer, attrs=attrs_of[id(layer)]),
       set(attrs_of))
@@ -367,7 +455,14 @@ def strip(model) -> keras.Model:
   Usage::
 
       final = sbp_tf.masking.strip(masked); final.save("model.keras")
+
+  A subclassed model kept by :func:`constrain` is returned itself, its
+  mask constraints removed.
   """
+  if not (isinstance(model, keras.Sequential) or
+          compat.is_graph_network(model)):
+    _remove_constraints(model)
+    return model
   apply_masks(model)
 
   def clone_fn(layer):

@@ -5,6 +5,8 @@ Usage::
     python -m sbp_tf.train --config=configs/cpu_fashion_mnist.py
         --workdir=/tmp/fmnist --config.train.epochs=2
         --config.prune.sparsity=0.95
+    python -m sbp_tf.train --config=configs/cpu_fashion_mnist_ffnn.py
+        --workdir=/tmp/ffnn_k3 --config.framework=keras3   (Keras 3 path)
     sbp-train --config=configs/cifar10_resnet32_stable.py
         --workdir=gs://bucket/r32 --strategy=tpu --tpu=my-tpu
 
@@ -71,6 +73,11 @@ def main(argv):
     # Configs ask for epoch lines (log files); a terminal gets the bar.
     cfg.train.verbose = log.fit_verbosity(cfg.train.verbose)
   strategy = sbp_strategy.get(_F["strategy"].value, tpu=_F["tpu"].value)
+  try:
+    # e.g. framework keras3 under a multi-replica strategy: one line, exit 1.
+    experiment.check_strategy(cfg, strategy)
+  except ValueError as e:
+    cli.fail(str(e))
   try:
     metrics = experiment.run(cfg, _F["workdir"].value, strategy=strategy,
                              overwrite=_F["overwrite"].value)

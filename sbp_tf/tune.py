@@ -11,11 +11,14 @@ method and sparsity, then train) in ``<workdir>/tuner/trial_<id>/run``; the
 objective is its ``test_accuracy``. Results: ``<workdir>/tune_results.md``
 and ``tune_results.json``.
 
-keras-tuner 1.4.8 targets Keras 3 while sbp_tf models are tf_keras (Keras 2),
-so no Keras object crosses into keras-tuner: ``SBPHyperModel.build(hp)``
-returns the trial's *config* (declaring the hyperparameters), ``fit`` runs
-the experiment and returns a metrics dict, and the tuner's ``run_trial`` is
-overridden to call them without keras-tuner's Keras callbacks or saving.
+keras-tuner 1.4.8 targets Keras 3 while sbp_tf's default models are
+tf_keras (Keras 2), so no Keras object crosses into keras-tuner:
+``SBPHyperModel.build(hp)`` returns the trial's *config* (declaring the
+hyperparameters), ``fit`` runs the experiment and returns a metrics dict,
+and the tuner's ``run_trial`` is overridden to call them without
+keras-tuner's Keras callbacks or saving. The same design serves both
+frameworks: with ``--config.framework=keras3`` each trial is a Keras 3
+``experiment.run`` (one device; its ``model.keras`` holds the masks).
 """
 
 import sbp_tf  # noqa: F401  (selects Keras 2 before TensorFlow)
@@ -265,6 +268,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   cli.quiet_absl_logs()
   from sbp_tf import config as sbp_config  # pylint: disable=g-import-not-at-top
+  from sbp_tf import experiment  # pylint: disable=g-import-not-at-top
   from sbp_tf import strategy as sbp_strategy  # pylint: disable=g-import-not-at-top
   from sbp_tf.data.sources import DataNotFoundError  # pylint: disable=g-import-not-at-top
   from sbp_tf.training import workdir as wd_lib  # pylint: disable=g-import-not-at-top
@@ -275,6 +279,11 @@ def main(argv):
   space = dict(method=tuple(_F["methods"].value),
                sparsity=_sparsities(_F["sparsities"].value))
   strategy = sbp_strategy.get(_F["strategy"].value, tpu=_F["tpu"].value)
+  try:
+    # e.g. framework keras3 under a multi-replica strategy: one line, exit 1.
+    experiment.check_strategy(cfg, strategy)
+  except ValueError as e:
+    cli.fail(str(e))
   try:
     rows = search(cfg, _F["workdir"].value, tuner=_F["tuner"].value,
                   max_trials=_F["max_trials"].value,

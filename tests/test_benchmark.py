@@ -179,11 +179,11 @@ def test_run_rejects_unknown_section_and_method():
 
 def test_registry_orders_sections_and_measures_saliency_last():
   assert bm.SECTIONS == ("saliency", "training", "pipeline", "tflite",
-                         "memory")
+                         "memory", "keras3")
   # Training before pipeline (its reference rate); saliency, the longest,
   # last so the others' figures are written first.
   assert [s.name for s in bench.run_order(bm.SECTIONS)] == [
-      "training", "pipeline", "tflite", "memory", "saliency"]
+      "training", "pipeline", "tflite", "memory", "keras3", "saliency"]
   assert [s.name for s in bench.run_order(["memory", "training"])] == [
       "training", "memory"]
 
@@ -374,3 +374,38 @@ def test_quick_memory_and_targets(quick_run):
         t["value"] >= t["limit"])
     assert t["met"] is expect
     assert t["name"] in md
+
+
+def test_quick_keras3_beside_tf_keras(quick_run):
+  res, md = quick_run
+  sec = res["sections"]["keras3"]
+  sal = {r["path"]: r for r in sec["saliency_rows"]}
+  assert set(sal) == {"tf_keras", "keras3"}
+  ref = res["settings"]["saliency_models"][0]
+  for r in sal.values():
+    # The saliency section's first model and batch on both paths.
+    assert (r["model"], r["batch_size"], r["method"]) == (ref[0], ref[1],
+                                                          "sbp")
+    _is_stat(r["train_step_s"], "s") and _is_stat(r["prune_steady_s"], "s")
+    np.testing.assert_allclose(
+        r["ratio_to_step"]["samples"],
+        np.divide(r["prune_steady_s"]["samples"], r["train_step_s"]["samples"]))
+  fit = {(r["path"], r["variant"]): r for r in sec["fit_rows"]}
+  assert set(fit) == {(p, v) for p in ("tf_keras", "keras3")
+                      for v in ("dense", "masked")}
+  for (p, v), r in fit.items():
+    assert r["model"] == res["settings"]["train_model"][0]
+    assert r["batch_size"] == res["settings"]["train_batch"]
+    _is_stat(r["images_per_s"], "images/s") and _is_stat(r["ratio_to_dense"])
+    if v == "dense":
+      assert r["ratio_to_dense"]["median"] == 1.0
+  between = sec["keras3_to_tf_keras"]
+  assert between["ratio_to_step"] == pytest.approx(
+      sal["keras3"]["ratio_to_step"]["median"]
+      / sal["tf_keras"]["ratio_to_step"]["median"])
+  assert between["masked_images_per_s"] == pytest.approx(
+      fit[("keras3", "masked")]["images_per_s"]["median"]
+      / fit[("tf_keras", "masked")]["images_per_s"]["median"])
+  assert "## Keras3" in md and "| keras3 | masked |" in md
+  assert any(t["name"] == "masked training throughput, keras3"
+             for t in res["targets"])

@@ -69,3 +69,22 @@ def test_config_round_trip(init):
   back = keras.initializers.deserialize(config)
   assert type(back) is type(init)
   assert back.get_config() == init.get_config()
+
+
+def test_classes_are_the_shared_formulas_on_tf_keras_under_their_names():
+  # One implementation: the tf_keras classes add only a base and the draws.
+  for cls, math_cls in [(inits.GaussianBias, inits.GaussianBiasMath),
+                        (inits.Gaussian, inits.GaussianMath),
+                        (inits.EdgeOfChaos, inits.EdgeOfChaosMath),
+                        (inits.OrderedPhase, inits.OrderedPhaseMath)]:
+    assert issubclass(cls, math_cls)
+    assert issubclass(cls, keras.initializers.Initializer)
+    # Saved files name them so; renaming would break loading old files.
+    assert keras.utils.get_registered_name(cls) == f"sbp_tf>{cls.__name__}"
+    assert keras.utils.get_custom_objects()[cls.__name__] is cls
+  bias = inits.get("eoc", "tanh", seed=2).bias_initializer()
+  assert type(bias) is inits.GaussianBias and bias.seed == 2
+  assert isinstance(inits.bias_for(inits.get("glorot")),
+                    keras.initializers.Zeros)
+  with pytest.raises(TypeError, match="keras Initializer"):
+    inits.get(3)

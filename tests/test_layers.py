@@ -32,3 +32,11 @@ def test_bad_arguments():
     StableScale(0)
   with pytest.raises(ValueError, match="expects \\[shortcut, branch\\]"):
     StableScale(2)(np.ones((1, 2), "float32"))
+
+
+def test_is_the_shared_formula_registered_under_its_name():
+  from sbp_tf.layers import StableScaleMath  # pylint: disable=g-import-not-at-top
+  assert issubclass(StableScale, StableScaleMath)
+  assert keras.utils.get_registered_name(StableScale) == "sbp_tf>StableScale"
+  assert keras.utils.get_custom_objects()["StableScale"] is StableScale
+  assert StableScale(4, name="s").get_config()["num_blocks"] == 4

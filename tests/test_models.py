@@ -165,3 +165,30 @@ def test_h5_round_trip(tmp_path):
   back = keras.models.load_model(path, custom_objects=models.custom_objects())
   np.testing.assert_array_equal(back(x, training=False).numpy(),
                                 model(x, training=False).numpy())
+
+
+def test_registry_instances_share_the_zoo_and_keep_their_own_builders():
+  from sbp_tf.models import registry  # pylint: disable=g-import-not-at-top
+  # The module-level functions are the tf_keras instance's methods.
+  assert models.build == registry.TF_KERAS.build
+  assert models.register == registry.TF_KERAS.register
+  other = registry.Registry(registry.TF_KERAS.kit)
+  assert other.names() == sorted(registry.ZOO) == [
+      n for n in models.names() if n in registry.ZOO]
+
+  def tiny(num_classes, input_shape, *, width: int = 4):
+    inp = keras.Input(input_shape)
+    return keras.Model(inp, keras.layers.Dense(num_classes)(inp))
+
+  other.register("tiny")(tiny)
+  try:
+    assert "tiny" in other.names() and "tiny" not in models.names()
+    assert other.options("tiny") == {"width": 4}
+    assert other.option_types("tiny") == {"width": int}
+    assert other.build("tiny", 3, (5,)).count_params() == 18
+    with pytest.raises(ValueError, match="already registered"):
+      other.register("resnet32")(tiny)  # zoo names are taken everywhere
+  finally:
+    other.entries.pop("tiny")
+  # The zoo builders take the kit first; options exclude it.
+  assert "kit" not in models.options("ffnn")

@@ -89,3 +89,38 @@ def test_bad_arguments_name_the_fix(tmp_path):
   with pytest.raises(ValueError,
                      match=r"unknown tuning parameter\(s\) \['depth'\]"):
     tune.make_hypermodel(tiny_config(), params=("depth",))
+
+
+def test_tune_binary_one_keras3_trial(shared_data, tmp_path):
+  # The same trial-per-experiment design with config.framework = keras3.
+  del shared_data
+  import keras  # pylint: disable=g-import-not-at-top
+  from sbp_tf import keras3  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  env["PYTHONPATH"] = os.pathsep.join(
+      [os.getcwd()] + env.get("PYTHONPATH", "").split(os.pathsep))
+  res = subprocess.run(
+      [sys.executable, "-m", "sbp_tf.tune",
+       "--config=configs/cpu_fashion_mnist_ffnn.py", f"--workdir={tmp_path}",
+       "--config.framework=keras3", "--config.model.options.width=32",
+       "--config.model.options.depth=3", "--config.dataset.limit_train=256",
+       "--config.dataset.limit_test=128", "--config.train.epochs=1",
+       "--config.train.steps_per_epoch=2", "--config.export_tflite=False",
+       "--config.train.verbose=0", "--tuner=random", "--max_trials=1",
+       "--params=sparsity", "--sparsities=0.9", "--strategy=default"],
+      env=env, capture_output=True, text=True, timeout=300)
+  assert res.returncode == 0, res.stderr[-3000:]
+  rows = json.loads((tmp_path / "tune_results.json").read_text())
+  assert len(rows) == 1 and rows[0]["status"] == "COMPLETED"
+  assert rows[0]["sparsity"] == 0.9
+  assert rows[0]["achieved_sparsity"] == pytest.approx(0.9, abs=2e-3)
+  assert 0.0 <= rows[0]["test_accuracy"] <= 1.0
+  run = tmp_path / "tuner" / f"trial_{rows[0]['trial']}" / "run"
+  assert json.loads((run / "config.json").read_text())["framework"] == "keras3"
+  assert json.loads((run / "results.json").read_text())["framework"] == (
+      "keras3")
+  model = keras.saving.load_model(str(run / "model.keras"))
+  masks = pruning.Masks.load(str(run / "masks.npz"))
+  inside = keras3.masks_of(model)
+  assert sorted(inside) == sorted(masks)
+  assert 1 - inside.density() == pytest.approx(0.9, abs=2e-3)

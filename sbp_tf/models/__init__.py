@@ -11,14 +11,14 @@ Usage::
 """
 
 from sbp_tf.models.registry import (  # noqa: F401
-    build, names, option_types, options, register)
-# Importing the family modules registers their models.
+    Registry, build, names, option_types, options, register)
+# Importing the family modules adds their builders to the zoo (registry.ZOO),
+# which the tf_keras registry here and sbp_tf.keras3.models both serve.
 from sbp_tf.models import ffnn  # noqa: F401
 from sbp_tf.models import vcnn  # noqa: F401
 from sbp_tf.models import vgg  # noqa: F401
 from sbp_tf.models import resnet  # noqa: F401
 from sbp_tf.models import resnet_imagenet  # noqa: F401
-
 
 
 def custom_objects() -> dict:
@@ -33,5 +33,5 @@ def custom_objects() -> dict:
       initializers.EdgeOfChaos, initializers.OrderedPhase, layers.StableScale)}
 
 
-__all__ = ["build", "custom_objects", "names", "option_types", "options",
+__all__ = ["Registry", "build", "custom_objects", "names", "option_types", "options",
            "register"]

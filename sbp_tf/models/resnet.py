@@ -14,17 +14,29 @@ Usage::
     model = models.build("resnet104", 10, (32, 32, 3), stable=True)
 """
 
-from sbp_tf.compat import keras
-from sbp_tf.layers import StableScale
 from sbp_tf.models import _common
-from sbp_tf.models.registry import register
+from sbp_tf.models.registry import zoo
 
 WIDTHS = (32, 64, 128)
 
 
-def cifar_resnet(num_classes, input_shape, *, depth=32, stable=False,
-                 batch_norm=True, activation="relu", init="eoc", sigma_b: float = None,
-                 width_multiplier=1.0, seed=None):
+def residual(kit, x, h, projection, prefix, num_blocks, batch_norm,
+             activation):
+  """``phi(shortcut + h / sqrt(num_blocks))`` named ``<prefix>_add/_out``.
+
+  ``shortcut`` is ``x``, or ``projection(x)`` -> [BN] when ``projection`` (a
+  1x1 conv layer) is given for a change of shape.
+  """
+  shortcut = x
+  if projection is not None:
+    shortcut = kit.bn(projection(x), f"{prefix}_shortcut_bn", batch_norm)
+  x = kit.StableScale(num_blocks, name=f"{prefix}_add")([shortcut, h])
+  return kit.act(x, activation, f"{prefix}_out")
+
+
+def cifar_resnet(kit, num_classes, input_shape, *, depth=32, stable=False,
+                 batch_norm=True, activation="relu", init="eoc",
+                 sigma_b: float = None, width_multiplier=1.0, seed=None):
   """ResNet-(6n+2): ``y_l = phi(y_{l-1} + F(y_{l-1}) / sqrt(L))`` if stable.
 
   Params (BN): ``9*3*w0 + 4*w0 + sum_blocks [9 c_in c + 9 c c + 8 c
@@ -34,49 +46,39 @@ def cifar_resnet(num_classes, input_shape, *, depth=32, stable=False,
       (depth - 2) % 6):
     raise ValueError(f"depth must be 6n+2 with n >= 1 (8, 14, 20, 32, 50, "
                      f"104, ...), got {depth!r}. Fix: pick such a depth.")
-  if len(input_shape) != 3:
-    raise ValueError(f"resnet needs an (H, W, C) input_shape, got "
-                     f"{input_shape}. Fix: pass e.g. (32, 32, 3).")
+  _common.check_image_shape(input_shape, "resnet")
   activation = _common.check_activation(activation)
   n = (depth - 2) // 6
   num_blocks = 3 * n
   widths = [_common.scaled(w, width_multiplier) for w in WIDTHS]
-  inits = _common.Inits(init, activation, sigma_b, seed)
+  inits = kit.inits(init, activation, sigma_b, seed)
   use_bias = not batch_norm
-
-  def bn(x, name):
-    return keras.layers.BatchNormalization(name=name)(x) if batch_norm else x
-
-  inputs = keras.Input(input_shape, name="input")
+  inputs = kit.Input(input_shape, name="input")
   x = inits.conv(widths[0], 3, "conv1", use_bias=use_bias)(inputs)
-  x = bn(x, "bn1")
-  x = keras.layers.Activation(activation, name="act1")(x)
+  x = kit.act(kit.bn(x, "bn1", batch_norm), activation, "act1")
   channels = widths[0]
   for s, w in enumerate(widths, start=1):
     for b in range(1, n + 1):
       p = f"stage{s}_block{b}"
       stride = 2 if (s > 1 and b == 1) else 1
       h = inits.conv(w, 3, f"{p}_conv1", strides=stride, use_bias=use_bias)(x)
-      h = bn(h, f"{p}_bn1")
-      h = keras.layers.Activation(activation, name=f"{p}_act1")(h)
+      h = kit.act(kit.bn(h, f"{p}_bn1", batch_norm), activation, f"{p}_act1")
       h = inits.conv(w, 3, f"{p}_conv2", use_bias=use_bias)(h)
-      h = bn(h, f"{p}_bn2")
-      shortcut = x
+      h = kit.bn(h, f"{p}_bn2", batch_norm)
+      projection = None
       if stride != 1 or channels != w:
-        shortcut = inits.conv(w, 1, f"{p}_shortcut", strides=stride,
-                              use_bias=use_bias)(x)
-        shortcut = bn(shortcut, f"{p}_shortcut_bn")
-      x = StableScale(num_blocks if stable else 1, name=f"{p}_add")(
-          [shortcut, h])
-      x = keras.layers.Activation(activation, name=f"{p}_out")(x)
+        projection = inits.conv(w, 1, f"{p}_shortcut", strides=stride,
+                                use_bias=use_bias)
+      x = residual(kit, x, h, projection, p, num_blocks if stable else 1,
+                   batch_norm, activation)
       channels = w
-  x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+  x = kit.layers.GlobalAveragePooling2D(name="pool")(x)
   logits = inits.dense(num_classes, "logits")(x)
   kind = "stable_resnet" if stable else "resnet"
-  return keras.Model(inputs, logits, name=f"{kind}{depth}")
+  return kit.Model(inputs, logits, name=f"{kind}{depth}")
 
 
-register("resnet_cifar")(cifar_resnet)
-register("resnet32", fixed={"depth": 32})(cifar_resnet)
-register("resnet50", fixed={"depth": 50})(cifar_resnet)
-register("resnet104", fixed={"depth": 104})(cifar_resnet)
+zoo("resnet_cifar")(cifar_resnet)
+zoo("resnet32", fixed={"depth": 32})(cifar_resnet)
+zoo("resnet50", fixed={"depth": 50})(cifar_resnet)
+zoo("resnet104", fixed={"depth": 104})(cifar_resnet)

@@ -11,17 +11,16 @@ Usage::
     model = models.build("resnet50_imagenet", 1000, (224, 224, 3), stable=True)
 """
 
-from sbp_tf.compat import keras
-from sbp_tf.layers import StableScale
 from sbp_tf.models import _common
-from sbp_tf.models.registry import register
+from sbp_tf.models.registry import zoo
+from sbp_tf.models.resnet import residual
 
 STAGES = ((64, 3), (128, 4), (256, 6), (512, 3))
 EXPANSION = 4
 
 
-@register("resnet50_imagenet")
-def resnet50_imagenet(num_classes, input_shape, *, stable=False,
+@zoo("resnet50_imagenet")
+def resnet50_imagenet(kit, num_classes, input_shape, *, stable=False,
                       batch_norm=True, activation="relu", init="eoc",
                       sigma_b: float = None, width_multiplier=1.0, seed=None):
   """ResNet-50: ``y_l = phi(y_{l-1} + F(y_{l-1}) / sqrt(16))`` if stable.
@@ -29,47 +28,40 @@ def resnet50_imagenet(num_classes, input_shape, *, stable=False,
   25,557,032 parameters for 1000 classes with BN (BN moving stats excluded),
   as torchvision's resnet50; Keras also counts the 53,120 moving statistics.
   """
-  if len(input_shape) != 3:
-    raise ValueError(f"resnet50_imagenet needs an (H, W, C) input_shape, got "
-                     f"{input_shape}. Fix: pass e.g. (224, 224, 3).")
+  _common.check_image_shape(input_shape, "resnet50_imagenet", "(224, 224, 3)")
   activation = _common.check_activation(activation)
-  inits = _common.Inits(init, activation, sigma_b, seed)
+  inits = kit.inits(init, activation, sigma_b, seed)
   use_bias = not batch_norm
-  num_blocks = sum(n for _, n in STAGES)
+  num_blocks = sum(n for _, n in STAGES) if stable else 1
 
-  def bn(x, name):
-    return keras.layers.BatchNormalization(name=name)(x) if batch_norm else x
+  def conv_bn(h, filters, size, prefix, i, stride=1):
+    """``<prefix>_conv<i>`` -> [``<prefix>_bn<i>``]."""
+    h = inits.conv(filters, size, f"{prefix}_conv{i}", strides=stride,
+                   use_bias=use_bias)(h)
+    return kit.bn(h, f"{prefix}_bn{i}", batch_norm)
 
-  def act(x, name):
-    return keras.layers.Activation(activation, name=name)(x)
-
-  inputs = keras.Input(input_shape, name="input")
+  inputs = kit.Input(input_shape, name="input")
   stem = _common.scaled(64, width_multiplier)
   x = inits.conv(stem, 7, "conv1", strides=2, use_bias=use_bias)(inputs)
-  x = act(bn(x, "bn1"), "act1")
-  x = keras.layers.MaxPool2D(3, strides=2, padding="same", name="pool1")(x)
+  x = kit.act(kit.bn(x, "bn1", batch_norm), activation, "act1")
+  x = kit.layers.MaxPool2D(3, strides=2, padding="same", name="pool1")(x)
   channels = stem
   for s, (width, n) in enumerate(STAGES, start=1):
     w = _common.scaled(width, width_multiplier)
     for b in range(1, n + 1):
       p = f"stage{s}_block{b}"
       stride = 2 if (s > 1 and b == 1) else 1
-      h = inits.conv(w, 1, f"{p}_conv1", use_bias=use_bias)(x)
-      h = act(bn(h, f"{p}_bn1"), f"{p}_act1")
-      h = inits.conv(w, 3, f"{p}_conv2", strides=stride, use_bias=use_bias)(h)
-      h = act(bn(h, f"{p}_bn2"), f"{p}_act2")
-      h = inits.conv(EXPANSION * w, 1, f"{p}_conv3", use_bias=use_bias)(h)
-      h = bn(h, f"{p}_bn3")
-      shortcut = x
+      h = kit.act(conv_bn(x, w, 1, p, 1), activation, f"{p}_act1")
+      h = kit.act(conv_bn(h, w, 3, p, 2, stride), activation, f"{p}_act2")
+      h = conv_bn(h, EXPANSION * w, 1, p, 3)
+      projection = None
       if stride != 1 or channels != EXPANSION * w:
-        shortcut = inits.conv(EXPANSION * w, 1, f"{p}_shortcut", strides=stride,
-                              use_bias=use_bias)(x)
-        shortcut = bn(shortcut, f"{p}_shortcut_bn")
-      x = StableScale(num_blocks if stable else 1, name=f"{p}_add")(
-          [shortcut, h])
-      x = act(x, f"{p}_out")
+        projection = inits.conv(EXPANSION * w, 1, f"{p}_shortcut",
+                                strides=stride, use_bias=use_bias)
+      x = residual(kit, x, h, projection, p, num_blocks, batch_norm,
+                   activation)
       channels = EXPANSION * w
-  x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+  x = kit.layers.GlobalAveragePooling2D(name="pool")(x)
   logits = inits.dense(num_classes, "logits")(x)
-  return keras.Model(inputs, logits,
-                     name="stable_resnet50" if stable else "resnet50")
+  return kit.Model(inputs, logits,
+                   name="stable_resnet50" if stable else "resnet50")

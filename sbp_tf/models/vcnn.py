@@ -9,13 +9,12 @@ Usage::
     model = models.build("vcnn", 10, (32, 32, 3), depth=100, width=128)
 """
 
-from sbp_tf.compat import keras
 from sbp_tf.models import _common
-from sbp_tf.models.registry import register
+from sbp_tf.models.registry import zoo
 
 
-@register("vcnn")
-def vcnn(num_classes, input_shape, *, depth=100, width=128, activation="tanh",
+@zoo("vcnn")
+def vcnn(kit, num_classes, input_shape, *, depth=100, width=128, activation="tanh",
          init="eoc", sigma_b: float = None, width_multiplier=1.0, seed=None):
   """Vanilla CNN: ``h_{l+1} = conv3x3(phi(h_l)) + b``, depth ``depth``.
 
@@ -23,17 +22,15 @@ def vcnn(num_classes, input_shape, *, depth=100, width=128, activation="tanh",
   """
   _common.check_positive_int("depth", depth)
   _common.check_positive_int("width", width)
-  if len(input_shape) != 3:
-    raise ValueError(f"vcnn needs an (H, W, C) input_shape, got {input_shape}."
-                     " Fix: pass e.g. (32, 32, 3).")
+  _common.check_image_shape(input_shape, "vcnn")
   activation = _common.check_activation(activation)
   w = _common.scaled(width, width_multiplier)
-  inits = _common.Inits(init, activation, sigma_b, seed)
-  inputs = keras.Input(input_shape, name="input")
+  inits = kit.inits(init, activation, sigma_b, seed)
+  inputs = kit.Input(input_shape, name="input")
   x = inputs
   for l in range(1, depth + 1):
     x = inits.conv(w, 3, f"conv_{l}")(x)
-    x = keras.layers.Activation(activation, name=f"act_{l}")(x)
-  x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = kit.act(x, activation, f"act_{l}")
+  x = kit.layers.GlobalAveragePooling2D(name="pool")(x)
   logits = inits.dense(num_classes, "logits")(x)
-  return keras.Model(inputs, logits, name="vcnn")
+  return kit.Model(inputs, logits, name="vcnn")

@@ -13,7 +13,10 @@ Usage::
     pruning.methods()   # ['grasp', 'magnitude', 'mbp', 'random', 'sbp', ...]
 """
 
-from sbp_tf.pruning.targets import Target, prunable_targets, prunable_attrs  # noqa: F401
+from sbp_tf.pruning.targets import (  # noqa: F401
+    Target, layer_targets, prunable_attrs, prunable_targets, register_target,
+    registered_targets, unprunable_layers)
+from sbp_tf.pruning.state import register_linearization  # noqa: F401
 from sbp_tf.pruning.masks import Masks, Report  # noqa: F401
 from sbp_tf.pruning.scores import (  # noqa: F401
     Method, ScoreContext, register_method, methods, method_options,

@@ -28,7 +28,8 @@ def _static_shape(model, attr):
     shape = getattr(model, attr)
   except (AttributeError, ValueError, RuntimeError):  # subclassed / unbuilt
     return None
-  if isinstance(shape, list) or not isinstance(shape, tuple):
+  if (not isinstance(shape, tuple) or
+      any(isinstance(d, (tuple, list, dict)) for d in shape)):
     return None  # several inputs / outputs: not checked
   return shape
 
@@ -54,37 +55,80 @@ def first_batch(data, num_batches):
   return data[0], data[1]
 
 
-def check_inputs(model, x, batched_dataset: bool) -> None:
-  """Single-input models: ``x`` has the model's input shape (and is batched);
-  warns for uint8 images in 0-255."""
+def _model_inputs(model):
+  """``[(name, KerasTensor)]`` of the model's inputs in ``tf.nest.flatten``
+  order (dict keys for dict inputs); None where unknown (subclassed)."""
+  try:
+    struct, flat = model.input, list(model.inputs or ())
+  except (AttributeError, ValueError, RuntimeError):
+    return None
+  if not flat or len(tf.nest.flatten(struct)) != len(flat):
+    return None
+  names = (sorted(struct) if isinstance(struct, dict)
+           else list(getattr(model, "input_names", None) or
+                     [f"input_{i}" for i in range(len(flat))]))
+  return list(zip(names, flat))
+
+
+def _matched_inputs(model, x):
+  """``[(name, array, KerasTensor)]`` pairing ``x`` with the model's inputs
+  by key (dict) or position; [] where the structures differ (the model
+  reports that when called) or the inputs are unknown."""
+  inputs = _model_inputs(model)
+  if inputs is None:
+    return []
+  if isinstance(x, dict):
+    by_key = dict(inputs)
+    return [(k, v, by_key[k]) for k, v in x.items() if k in by_key]
   xs = tf.nest.flatten(x)
-  if len(xs) != 1:
-    return  # several inputs: checked by the model when called
-  in_shape = _static_shape(model, "input_shape")
-  if in_shape is not None:
-    got, want = tuple(np.shape(xs[0])), tuple(in_shape[1:])
+  if len(xs) != len(inputs):
+    return []
+  return [(n, v, t) for (n, t), v in zip(inputs, xs)]
+
+
+def check_inputs(model, x, batched_dataset: bool) -> None:
+  """Every input array has its model input's shape (and is batched); warns
+  for uint8 images in 0-255. Inputs are paired by key (dict) or position;
+  what cannot be paired is left to the model."""
+  pairs = _matched_inputs(model, x)
+  if not pairs and len(tf.nest.flatten(x)) == 1:  # unknown inputs: dtype only
+    _warn_uint8(tf.nest.flatten(x)[0], "")
+  several = len(pairs) > 1
+  for name, v, t in pairs:
+    got, want = tuple(np.shape(v)), tuple(t.shape[1:])
+    where = f" for input {name!r}" if several else ""
     fits = lambda a, b: len(a) == len(b) and all(
         w is None or int(g) == int(w) for g, w in zip(a, b))
     if fits(got, want) and batched_dataset:
       raise ValueError(
-          f"The dataset yields single examples of shape {got}, not batches "
-          f"(the model expects {in_shape}). Fix: batch it, e.g. "
+          f"The dataset yields single examples of shape {got}{where}, not "
+          f"batches (the model expects {(None,) + want}). Fix: batch it, e.g. "
           "data=ds.batch(128).")
     if not fits(got[1:], want):
       raise ValueError(
-          f"The data's images have shape {got[1:]} (batch {got}) but the model "
-          f"expects {want} (input_shape {in_shape}). Fix: reshape/resize the "
-          "inputs or build the model for this input shape.")
-  xv = np.asarray(xs[0])
+          f"The data's images have shape {got[1:]} (batch {got}){where} but "
+          f"the model expects {want} (input_shape {(None,) + want}). Fix: "
+          "reshape/resize the inputs or build the model for this input "
+          "shape.")
+    if not t.dtype.is_integer:  # token ids: 0-255 values are fine
+      _warn_uint8(v, where)
+
+
+def _warn_uint8(v, where) -> None:
+  xv = np.asarray(v)
   if xv.dtype == np.uint8 and xv.size and int(xv.max()) > 1:
-    warnings.warn("The images are uint8 in 0-255; the saliency sees them "
-                  "unscaled. Fix: pass float images, e.g. x / 255.0.")
+    warnings.warn(f"The images{where} are uint8 in 0-255; the saliency sees "
+                  "them unscaled. Fix: pass float images, e.g. x / 255.0.")
 
 
 def check_labels(model, y) -> None:
-  """Labels fit the default loss (sparse CE on logits): integer class
-  indices in ``[0, classes)``; float labels holding integers warn."""
-  yv = np.asarray(y)
+  """Labels fit the default loss (sparse CE on one output): integer class
+  indices in ``[0, classes)``; float labels holding integers warn. Targets
+  that are not one array (several outputs) are the loss's business."""
+  ys = tf.nest.flatten(y)
+  if len(ys) != 1:
+    return
+  yv = np.asarray(ys[0])
   out_shape = _static_shape(model, "output_shape")
   classes = (int(out_shape[-1]) if out_shape is not None and len(out_shape) > 1
              and out_shape[-1] is not None else None)
@@ -116,21 +160,27 @@ def check_labels(model, y) -> None:
         "classes.")
 
 
-def check_data(model, data, loss, num_batches) -> None:
+def check_data(model, data, loss, num_batches, loss_weights=None) -> None:
   """Checks the first batch against the model before anything is traced.
 
-  Raises ValueError for an unbatched Dataset, inputs of the wrong shape and
-  (default loss only) one-hot or out-of-range labels; warns for float labels,
-  uint8 0-255 images and ``num_batches`` beyond the data.
+  Raises ValueError for an unbatched Dataset, inputs of the wrong shape, a
+  loss that does not fit the outputs (:func:`saliency.resolve_loss`: e.g.
+  several outputs and no loss), targets that do not match the outputs and
+  (default loss only) one-hot or out-of-range labels; warns for float
+  labels, uint8 0-255 images and ``num_batches`` beyond the data.
   """
+  plan = saliency.resolve_loss(model, loss, loss_weights)
   x, y = first_batch(data, num_batches)
   check_inputs(model, x, isinstance(data, tf.data.Dataset))
+  if plan.structured is None:
+    plan.flat_targets(y)  # raises on a structure the outputs do not match
   if loss is None:  # a custom loss: labels are the user's business
     check_labels(model, y)
 
 
 def validate(model, method, sparsity, data, scope, num_batches, rescale,
-             rounds, on_collapse, strategy, loss=None, method_options=None):
+             rounds, on_collapse, strategy, loss=None, method_options=None,
+             loss_weights=None):
   """All of :func:`prune`'s checks; returns ``(targets, method, mode)``."""
   compat.check_not_keras3(model, "sbp_tf.pruning.prune")
   if not isinstance(model, keras.Model):
@@ -156,8 +206,8 @@ def validate(model, method, sparsity, data, scope, num_batches, rescale,
                      f"of {steps.ON_COLLAPSE}.")
   mode = rescale_lib.normalize_mode(rescale)
   if m.needs_data:
-    saliency.as_dataset(data)  # raises on None / label-less / empty tuple
-    check_data(model, data, loss, num_batches)
+    saliency.check_data(data)  # raises on None / label-less / empty tuple
+    check_data(model, data, loss, num_batches, loss_weights)
   if strategy is not None:
     bad = [t.key for t in targets
            if not strategy.extended.variable_created_in_scope(t.variable)]

@@ -7,7 +7,11 @@
   identity, every layer's activation by the identity, other weights by
   ``|w|``; one all-ones input is propagated in inference mode. The network is
   then a nonnegative linear map, so an output is reachable iff it is ``> 0``,
-  whatever the model's activations.
+  whatever the model's activations (clipping activation layers, gates,
+  softmax, LayerNorm and recurrent layers as in
+  :func:`state.linearize_activations`). A kernel whose kept weights all get
+  zero gradient of the summed output lies on no input-output path: a *dead*
+  branch, reported even where a skip connection keeps the outputs reachable.
 * Critical sparsity of a score: the largest global sparsity whose top-k keeps
   at least one weight in every layer. With pool weights ranked by
   ``(-importance, index)`` and ``r_l`` the 0-based rank of the best weight of
@@ -23,12 +27,13 @@ Usage::
 """
 
 import dataclasses
-from typing import Dict, Iterable, List, Mapping, Optional
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from sbp_tf.compat import tf
 from sbp_tf.pruning import state
+from sbp_tf.pruning.targets import prunable_targets
 
 
 def zero_fraction(variables) -> float:
@@ -50,9 +55,14 @@ def collapsed_layers(masks: Mapping[str, np.ndarray]) -> List[str]:
 
 @dataclasses.dataclass(frozen=True)
 class Connectivity:
-  """``connected``: every output reachable; ``reachable_fraction`` of outputs."""
+  """``connected``: every output reachable; ``reachable_fraction`` of
+  outputs; ``dead``: keys of kernels with kept weights none of which lies on
+  an input-output path (a dead branch, e.g. a residual branch cut off behind
+  a live skip connection: the outputs stay reachable, the branch receives
+  exactly zero gradient)."""
   connected: bool
   reachable_fraction: float
+  dead: Tuple[str, ...] = ()
 
 
 def _fan_in_axes(key: str, ndim: int):
@@ -61,28 +71,32 @@ def _fan_in_axes(key: str, ndim: int):
   return tuple(range(ndim - 1))
 
 
-def connectivity(model, masks: Optional[Mapping[str, np.ndarray]] = None
-                 ) -> Connectivity:
-  """Propagates ones through the masked, linearized model (see module doc).
+def ones_inputs(model, batch: int = 2) -> List:
+  """``batch`` all-ones rows per input of a functional/Sequential ``model``
+  (integer inputs: index 1). Two identical rows by default: TF 2.21's
+  oneDNN CPU kernels corrupt the heap on the float32 weight gradient of a
+  1x1 stride-2 conv at batch size 1 (uxlfoundation/oneDNN#6035).
 
-  Args:
-    model: a built Keras model with a fixed input shape.
-    masks: key -> 0/1 mask; default: the model's nonzero kernel entries.
-
-  Returns:
-    :class:`Connectivity`.
+  Raises:
+    ValueError: the model records no inputs (a subclassed model has no
+      static graph) or an input has no fixed shape; the message has the fix.
   """
-  try:
-    in_shape = model.input_shape
-  except AttributeError:  # a subclassed model: no static input shape
+  inputs = getattr(model, "inputs", None)
+  if not inputs:
     raise ValueError(
-        f"connectivity needs one input of fixed shape; model {model.name!r} "
-        "has no input_shape (a subclassed model). Fix: use a Sequential or "
-        "functional model.") from None
-  if isinstance(in_shape, list) or any(d is None for d in in_shape[1:]):
-    raise ValueError(f"connectivity needs one input of fixed shape, got "
-                     f"{in_shape}. Fix: build the model with a full input_shape.")
+        f"connectivity needs the model's static graph; model {model.name!r} "
+        "records no inputs (a subclassed model). Fix: build it as a "
+        "functional or Sequential model to get this check.")
+  shapes = [list(x.shape[1:]) for x in inputs]
+  if any(d is None for s in shapes for d in s):
+    raise ValueError(f"connectivity needs inputs of fixed shape, got "
+                     f"{[[None] + s for s in shapes]}. Fix: build the model "
+                     "with a full input shape (sequence length included).")
+  return [tf.ones([batch] + [int(d) for d in s], x.dtype)
+          for s, x in zip(shapes, inputs)]
 
+
+def _mask_average(masks):
   def kernel_fn(key, w):
     # In the kernel's own dtype: only "> 0" of the output matters, and a
     # float64 copy of every kernel cost ~0.1 s on ResNet-50-ImageNet.
@@ -91,13 +105,48 @@ def connectivity(model, masks: Optional[Mapping[str, np.ndarray]] = None
     kept = np.sum(m, axis=_fan_in_axes(key, m.ndim), keepdims=True)
     m /= np.maximum(kept, 1)
     return m
+  return kernel_fn
 
-  with state.linearized(model, kernel_fn):
-    out = model(tf.ones([1] + [int(d) for d in in_shape[1:]]), training=False)
-    out = np.asarray(tf.nest.flatten(out)[0].numpy(), np.float64)
+
+def connectivity(model, masks: Optional[Mapping[str, np.ndarray]] = None
+                 ) -> Connectivity:
+  """Propagates ones through the masked, linearized model (see module doc).
+
+  A weight lies on an input-output path iff its input unit is reached and
+  its output unit reaches an output, i.e. iff ``dR/dw > 0`` for ``R`` the
+  sum of the outputs; a kernel whose kept weights all have ``dR/dw = 0`` is
+  ``dead``. Gates (squeeze-excite ``Multiply``, attention softmax) are at
+  their pass-through value (:func:`state.linearize_activations`), so a fully
+  pruned gate does not disconnect, as in the real network.
+
+  Args:
+    model: a built functional or Sequential Keras model (several inputs and
+      outputs allowed) with fixed input shapes.
+    masks: key -> 0/1 mask; default: the model's nonzero kernel entries.
+
+  Returns:
+    :class:`Connectivity` over all outputs, flattened.
+
+  Raises:
+    ValueError: no static graph or no fixed input shape (see
+      :func:`ones_inputs`).
+  """
+  ins = ones_inputs(model)
+  targets = prunable_targets(model)
+  with state.linearized(model, _mask_average(masks)):
+    with tf.GradientTape() as tape:
+      out = model(ins if len(ins) > 1 else ins[0], training=False)
+      out = [tf.cast(o, tf.float64) for o in tf.nest.flatten(out)]
+      r = tf.add_n([tf.reduce_sum(o) for o in out])
+    grads = tape.gradient(r, [t.variable for t in targets])
+    out = np.concatenate([o.numpy().ravel() for o in out])
+    dead = tuple(t.key for t, g in zip(targets, grads)
+                 if np.any(t.variable.numpy()) and (
+                     g is None or not np.any(t.variable.numpy() *
+                                             tf.convert_to_tensor(g).numpy())))
   reach = (out > 0) | ~np.isfinite(out)
-  frac = float(np.mean(reach))
-  return Connectivity(connected=bool(np.all(reach)), reachable_fraction=frac)
+  return Connectivity(connected=bool(np.all(reach)),
+                      reachable_fraction=float(np.mean(reach)), dead=dead)
 
 
 @dataclasses.dataclass(frozen=True)

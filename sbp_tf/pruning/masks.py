@@ -21,7 +21,7 @@ import numpy as np
 from sbp_tf import compat
 from sbp_tf import files
 from sbp_tf import markdown
-from sbp_tf.pruning.targets import prunable_targets
+from sbp_tf.pruning.targets import prunable_targets, unprunable_layers
 
 _ORDER_KEY = "__sbp_tf_mask_order__"
 
@@ -30,7 +30,11 @@ class Report(list):
   """Per-layer report: a list of row dicts plus writers.
 
   Each row: ``layer`` (target key), ``shape``, ``weights`` (size), ``kept``,
-  ``density = kept / weights``, ``collapsed`` (kept == 0).
+  ``density = kept / weights``, ``collapsed`` (kept == 0), ``pruned``
+  (True). ``Masks.report(model)`` adds one row per layer whose trainable
+  weights no prunable-target entry covers (a custom layer type):
+  ``layer`` its path, ``type``, ``weights``, ``kept = weights``,
+  ``pruned: False``. Totals and density count pruned rows only.
 
   Usage::
 
@@ -38,13 +42,21 @@ class Report(list):
     print(rep.to_markdown()); rep.to_json("r.json"); rep.to_png("r.png")
   """
 
+  def pruned_rows(self) -> List[Dict]:
+    """Rows of prunable weights (not the ``pruned: False`` ones)."""
+    return [r for r in self if r.get("pruned", True)]
+
+  def not_pruned(self) -> List[str]:
+    """Paths of layers holding weights that are not pruned (unknown type)."""
+    return [r["layer"] for r in self if not r.get("pruned", True)]
+
   @property
   def total_weights(self) -> int:
-    return int(sum(r["weights"] for r in self))
+    return int(sum(r["weights"] for r in self.pruned_rows()))
 
   @property
   def total_kept(self) -> int:
-    return int(sum(r["kept"] for r in self))
+    return int(sum(r["kept"] for r in self.pruned_rows()))
 
   @property
   def density(self) -> float:
@@ -55,7 +67,8 @@ class Report(list):
     return dict(layers=list(self), total_weights=self.total_weights,
                 total_kept=self.total_kept, density=self.density,
                 sparsity=1.0 - self.density,
-                collapsed=[r["layer"] for r in self if r["collapsed"]])
+                collapsed=[r["layer"] for r in self if r["collapsed"]],
+                not_pruned=self.not_pruned())
 
   def to_json(self, path=None) -> str:
     """JSON of :meth:`summary`; also written to ``path`` (atomically) if
@@ -68,7 +81,9 @@ class Report(list):
   def to_markdown(self, path=None) -> str:
     """A markdown table: layer | shape | weights | kept | density, and a total
     row; also written to ``path`` (atomically) if given."""
-    rows = [[r["layer"] + (" (collapsed)" if r["collapsed"] else ""),
+    rows = [[r["layer"] + (" (collapsed)" if r["collapsed"] else "")
+             + ("" if r.get("pruned", True) else
+                f" (not pruned: {r.get('type', '?')})"),
              "x".join(str(d) for d in r["shape"]), r["weights"], r["kept"],
              r["density"]] for r in self]
     rows.append(["**total**", "", self.total_weights, self.total_kept,
@@ -229,7 +244,13 @@ class Masks(Mapping):
       kept = int(np.count_nonzero(m))
       rep.append(dict(layer=k, shape=[int(d) for d in m.shape],
                       weights=int(m.size), kept=kept,
-                      density=kept / max(m.size, 1), collapsed=kept == 0))
+                      density=kept / max(m.size, 1), collapsed=kept == 0,
+                      pruned=True))
+    for u in (unprunable_layers(model) if model is not None else ()):
+      # Reported, never skipped silently: register its class to prune it.
+      rep.append(dict(layer=u["layer"], type=u["type"], shape=[],
+                      weights=u["weights"], kept=u["weights"], density=1.0,
+                      collapsed=False, pruned=False))
     return rep
 
   # I/O.
@@ -240,9 +261,8 @@ class Masks(Mapping):
       path += ".npz"
     arrays = {k: m.astype(np.uint8) for k, m in self._m.items()}
     arrays[_ORDER_KEY] = np.array(list(self._m), dtype=np.str_)
-    tmp = path + ".tmp.npz"
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)  # atomic: a crashed save never leaves half a file
+    with files.atomic(path) as f:  # a crashed save never leaves half a file
+      np.savez_compressed(f, **arrays)
     return path
 
   @classmethod

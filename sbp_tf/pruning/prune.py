@@ -17,12 +17,12 @@ Usage::
 
 import dataclasses
 import logging
-import warnings
 from typing import Dict
 
 import numpy as np
 
-from sbp_tf.pruning import checks, schedule, state, steps, threshold
+from sbp_tf.pruning import checks, saliency, schedule, state, steps
+from sbp_tf.pruning import rounds as rounds_lib
 from sbp_tf.pruning.masks import Masks, Report
 
 _log = logging.getLogger(__name__)
@@ -39,7 +39,9 @@ class PruneResult:
     method: method name; sparsity: requested sparsity; rounds: rounds run.
     diagnostics: ``collapsed`` (keys), ``connected`` / ``reachable_fraction``
       (None if the input shape is not fixed), ``critical_sparsity`` of the
-      last round's scores.
+      last round's scores; for data-driven methods ``loss`` (which loss
+      each output got) and ``from_logits`` (output name -> the flag used,
+      None for losses without one).
     rescale_factors: key -> rescaling factors (empty without rescale).
   """
   masks: Masks
@@ -53,8 +55,8 @@ class PruneResult:
       default_factory=dict)
 
 
-def prune(model, method, sparsity, data=None, *, loss=None, scope="global",
-          num_batches=1, rescale=False, rounds=None, seed=None,
+def prune(model, method, sparsity, data=None, *, loss=None, loss_weights=None,
+          scope="global", num_batches=1, rescale=False, rounds=None, seed=None,
           keep_first=False, keep_last=False, on_collapse="warn",
           strategy=None, **method_options) -> PruneResult:
   """Prunes ``model`` in place at initialization.
@@ -67,8 +69,14 @@ def prune(model, method, sparsity, data=None, *, loss=None, scope="global",
     method: registered name (see :func:`methods`), or a Method instance.
     sparsity: fraction of prunable weights removed, in ``[0, 1)``.
     data: ``(x, y)`` arrays (one batch) or a Dataset of ``(x, y)`` batches;
-      required by data-driven methods (sbp/snip, grasp).
-    loss: loss for the saliency (default sparse CE on logits).
+      required by data-driven methods (sbp/snip, grasp). ``x`` and ``y``
+      may be nested (tuples, dicts), as ``fit`` takes them.
+    loss: loss for the saliency: a Keras loss (object or name), a dict (by
+      output name) or list of them per output, or a callable
+      ``loss(y_true, y_pred)`` over the output structure. Default: sparse
+      CE on the single output, ``from_logits=False`` where it ends in a
+      softmax. The saliency is ``L = sum_o w_o * mean_batch l_o``.
+    loss_weights: ``w_o`` per output (dict by name or list; default 1).
     scope: ``'global'`` (one threshold, the paper) or ``'layerwise'``.
     num_batches: batches whose gradients are summed.
     rescale: False, True (= 'offset', paper Prop. 3) or 'channel'/'unit'.
@@ -98,20 +106,28 @@ def prune(model, method, sparsity, data=None, *, loss=None, scope="global",
   """
   targets, m, mode = checks.validate(
       model, method, sparsity, data, scope, num_batches, rescale, rounds,
-      on_collapse, strategy, loss, method_options)
+      on_collapse, strategy, loss, method_options, loss_weights=loss_weights)
   rounds = rounds or m.default_rounds
-  keys = [t.key for t in targets]
-  dense = {keys[i] for i, on in ((0, keep_first), (-1, keep_last)) if on}
-  _check_dense_budget(targets, dense, scope, sparsity)
+  dense = rounds_lib.dense_keys([t.key for t in targets], keep_first,
+                                keep_last)
+  rounds_lib.check_dense_budget(targets, dense, scope, sparsity)
+  fields = dict(data=data, loss=loss, loss_weights=loss_weights,
+                num_batches=num_batches, seed=seed, strategy=strategy)
   snap = state.snapshot(model)
   try:
-    scores, masks = _rounds(model, m, targets, schedule.exponential(
-        1.0 - float(sparsity), rounds), scope, dense, dict(
-            data=data, loss=loss, num_batches=num_batches, seed=seed,
-            strategy=strategy))
+    scores, masks = rounds_lib.iterate(
+        lambda r, alive: steps._score_with(  # pylint: disable=protected-access
+            m, model, targets, round_index=r, masks=alive, **fields),
+        lambda masks: _zero_pruned(targets, masks),
+        schedule.exponential(1.0 - float(sparsity), rounds), scope, dense)
     state.restore(snap)  # undo scoring side effects (BN stats, rounds)
     diag = steps.diagnose(model, masks, scores, dense)
-    _check_collapse(diag, m.name, sparsity, on_collapse)
+    if m.needs_data:  # the plan is cached with the traced saliency
+      plan = saliency.for_model(model, [t.variable for t in targets], loss,
+                                strategy, loss_weights=loss_weights).plan
+      diag.update(loss=plan.description, from_logits=plan.from_logits)
+    rounds_lib.check_collapse(diag, f"prune({m.name!r})", sparsity,
+                              on_collapse)
     factors = steps.apply(model, masks, rescale=mode or False)
   except BaseException:
     state.restore(snap)
@@ -123,51 +139,8 @@ def prune(model, method, sparsity, data=None, *, loss=None, scope="global",
                      diagnostics=diag, rescale_factors=factors)
 
 
-def _check_dense_budget(targets, dense, scope, sparsity) -> None:
-  """keep_first/keep_last must fit in the global budget."""
-  density = 1.0 - float(sparsity)
-  n_total = sum(int(np.prod(t.variable.shape)) for t in targets)
-  n_dense = sum(int(np.prod(t.variable.shape)) for t in targets
-                if t.key in dense)
-  if scope == "global" and threshold.kept_count(n_total, density) < n_dense:
-    raise ValueError(
-        f"sparsity={sparsity} keeps {threshold.kept_count(n_total, density)} "
-        f"weights but keep_first/keep_last alone keep {n_dense}. Fix: lower "
-        "the sparsity or drop keep_first/keep_last.")
-
-
-def _rounds(model, m, targets, densities, scope, dense, ctx_fields):
-  """Scores and selects once per density of the schedule; between rounds
-  the pruned weights are zeroed so the next round scores the pruned net.
-  Returns the last round's scores and masks."""
-  masks, scores = None, None
-  for r, d in enumerate(densities):
-    scores = steps._score_with(m, model, targets, round_index=r,  # pylint: disable=protected-access
-                               masks=masks, **ctx_fields)
-    masks = steps.select_density(scores, d, scope=scope, dense=dense,
-                                 alive=masks)
-    if r + 1 < len(densities):
-      for t in targets:
-        t.variable.assign(t.variable.numpy() * masks[t.key].astype(
-            t.variable.dtype.as_numpy_dtype))
-  return scores, masks
-
-
-def _check_collapse(diag, name, sparsity, on_collapse) -> None:
-  """Warns (or raises, or ignores) on fully pruned layers or a disconnected
-  network, quoting the score's critical sparsity."""
-  problems = []
-  if diag["collapsed"]:
-    problems.append(f"fully pruned layer(s): {', '.join(diag['collapsed'])}")
-  if diag["connected"] is False:
-    problems.append(f"outputs disconnected from the input (reachable "
-                    f"fraction {diag['reachable_fraction']:.3f})")
-  if not problems or on_collapse == "ignore":
-    return
-  msg = (f"prune({name!r}, sparsity={sparsity}): " + "; ".join(problems)
-         + f". The critical sparsity of this score is "
-         f"{diag['critical_sparsity']:.4f}. Fix: lower the sparsity, use "
-         "keep_first/keep_last, or rounds>1.")
-  if on_collapse == "error":
-    raise ValueError(msg)
-  warnings.warn(msg)
+def _zero_pruned(targets, masks) -> None:
+  """``W <- W * mask`` in place, so the next round scores the pruned net."""
+  for t in targets:
+    t.variable.assign(t.variable.numpy() * masks[t.key].astype(
+        t.variable.dtype.as_numpy_dtype))

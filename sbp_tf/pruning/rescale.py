@@ -22,6 +22,8 @@ input channel, ``i`` an output channel) with ``K`` offsets:
 * ``mode='channel'`` (alias ``'unit'``): one factor per output channel,
   ``rho_i = sqrt(sigma_w^2 / sum_{beta,j} (W[beta,j,i] delta)^2)``.
 
+Embedding, LSTM/GRU/SimpleRNN, EinsumDense (attention) and registered
+custom kernels are masked but not rescaled (one warning lists them).
 Dense layers have one factor per output unit in both modes; depthwise kernels
 always use ``'channel'`` (their fan-in is the offsets alone). A group whose
 kept weights are all zero is left at zero. ``sigma_w^2`` is
@@ -43,6 +45,11 @@ from sbp_tf.compat import keras
 from sbp_tf.pruning.targets import prunable_targets
 
 MODES = ("offset", "channel", "unit")
+# Kernels the trick applies to; the others (Embedding, RNN cells,
+# EinsumDense/attention, registered custom layers) are only masked.
+_FEED_FORWARD = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D,
+                 keras.layers.Conv3D, keras.layers.DepthwiseConv2D,
+                 keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
 
 
 def normalize_mode(rescale) -> Optional[str]:
@@ -107,7 +114,7 @@ def rescale(model, masks: Mapping[str, np.ndarray], mode="offset",
   mode = normalize_mode(mode)
   if mode is None:
     return {}
-  factors = {}
+  factors, skipped = {}, []
   for t in prunable_targets(model):
     if t.key not in masks:
       continue
@@ -116,6 +123,9 @@ def rescale(model, masks: Mapping[str, np.ndarray], mode="offset",
                             keras.layers.Conv3DTranspose)):
       warnings.warn(f"rescale: {t.key} is a transposed convolution; its "
                     "fan-in depends on the stride, left unscaled.")
+      continue
+    if not isinstance(t.layer, _FEED_FORWARD):
+      skipped.append(t.key)  # masked (W * delta), not rescaled
       continue
     w = t.variable.numpy().astype(np.float64)
     delta = np.asarray(masks[t.key], np.float64)
@@ -128,4 +138,11 @@ def rescale(model, masks: Mapping[str, np.ndarray], mode="offset",
     rho = np.where(kept > 0, np.sqrt(s2 / np.where(kept > 0, kept, 1.0)), 1.0)
     t.variable.assign((rho * w * delta).astype(t.variable.dtype.as_numpy_dtype))
     factors[t.key] = rho
+  if skipped:
+    warnings.warn(
+        f"rescale: {len(skipped)} kernel(s) left unscaled (pruned only): "
+        f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}. "
+        "Proposition 3 is for feed-forward Dense/Conv fan-in sums; "
+        "embeddings, recurrent (LSTM/GRU/SimpleRNN) and attention/einsum "
+        "kernels have no such EOC recursion.", stacklevel=2)
   return factors

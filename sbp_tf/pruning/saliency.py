@@ -1,43 +1,59 @@
 """Compiled gradients and Hessian-gradient products of the loss over data.
 
-The loss of one batch is the mean over the *global* batch,
-``L_b = sum_i l(f(x_i) / T, y_i) / B_global``: every replica of a
-``tf.distribute`` strategy sums its per-example losses and divides by the
-all-reduced batch size, so summing replica gradients gives the single-device
-gradient of the same batch. Over ``num_batches`` batches the gradients are
-summed: ``g = sum_b dL_b/dW``.
+The saliency loss of one batch is a weighted sum over the model's outputs
+``o`` of per-output means over the *global* batch::
+
+    L_b = sum_o w_o * sum_i l_o(f_o(x_i) / T, y_o,i) / B_global
+
+(one output with the default loss: ``w = 1``, ``l`` = sparse softmax
+cross-entropy on logits). Every replica of a ``tf.distribute`` strategy sums
+its per-example losses and divides by the all-reduced batch size, so summing
+replica gradients gives the single-device gradient of the same batch. Over
+``num_batches`` batches the gradients are summed: ``g = sum_b dL_b/dW``.
+
+Which ``l_o``, ``w_o`` and ``from_logits`` apply is decided once per model
+and loss by :func:`resolve_loss` (a :class:`LossPlan`): a final softmax is
+detected, so the default loss reads probabilities there, and a user's loss
+that contradicts the model's head is warned about.
 """
 
+import functools
 import json
-from typing import Callable, Iterator, List, Sequence, Tuple
+import numbers
+import warnings
+from typing import Callable, Iterator, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
+from sbp_tf import log
 from sbp_tf.compat import keras, tf
+from sbp_tf.pruning import losses
+# The loss resolution lives in losses.py; these names stay importable here.
+from sbp_tf.pruning.losses import (  # noqa: F401
+    LossPlan, OutputLoss, default_loss, model_outputs, output_activation,
+    per_example, resolve_loss)
 
 _SUM = tf.distribute.ReduceOp.SUM
+def _tuples(struct):
+  """Lists in ``struct`` as tuples: tf.data reads a list as one tensor (and
+  fails on arrays of different shapes), ``fit`` reads it as a structure."""
+  if isinstance(struct, list):
+    if all(isinstance(s, numbers.Number) for s in struct):
+      return struct  # a list of labels is one array
+    return tuple(_tuples(s) for s in struct)
+  if isinstance(struct, tuple) and not hasattr(struct, "_fields"):
+    return tuple(_tuples(s) for s in struct)
+  if isinstance(struct, Mapping):
+    return {k: _tuples(v) for k, v in struct.items()}
+  return struct
 
 
-def default_loss():
-  """``SparseCategoricalCrossentropy(from_logits=True)`` (models output logits)."""
-  return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
-def per_example(loss) -> Callable:
-  """A callable ``(y, logits) -> per-example (or scalar mean) losses``."""
-  if loss is None:
-    loss = default_loss()
-  if isinstance(loss, str):
-    loss = keras.losses.get(loss)
-  if isinstance(loss, keras.losses.Loss):
-    cfg = dict(loss.get_config())
-    cfg["reduction"] = keras.losses.Reduction.NONE
-    return type(loss).from_config(cfg)
-  if callable(loss):
-    return loss
-  raise TypeError(f"loss must be a keras Loss, a loss name or a callable, got "
-                  f"{type(loss).__name__}. Fix: pass e.g. "
-                  "keras.losses.SparseCategoricalCrossentropy(from_logits=True).")
+def _num_examples(x) -> int:
+  leaves = [a for a in tf.nest.flatten(x) if a is not None]
+  if not leaves:
+    raise ValueError("data=(x, y) has no input arrays. Fix: pass x as an "
+                     "array, a tuple or a dict of arrays.")
+  return int(np.shape(leaves[0])[0])
 
 
 def _checked_pair(data) -> Tuple:
@@ -46,19 +62,18 @@ def _checked_pair(data) -> Tuple:
     raise ValueError("data must be (x, y) with labels y. Fix: pass "
                      "data=(x, y).")
   x, y = data[0], data[1]
-  if int(np.shape(tf.nest.flatten(x)[0])[0]) == 0:
+  if _num_examples(x) == 0:
     raise ValueError("data=(x, y) holds no examples. Fix: pass at least "
                      "one example.")
   return x, y
 
 
-def as_dataset(data) -> tf.data.Dataset:
-  """A dataset of ``(x, y)`` batches from a Dataset or an ``(x, y)`` tuple.
-
-  A tuple of arrays is one batch holding all examples.
+def check_data(data) -> None:
+  """Raises as :func:`as_dataset` does, without building a dataset.
 
   Raises:
-    ValueError: no data, or elements without labels.
+    ValueError: no data, elements without labels, no examples.
+    TypeError: neither a Dataset nor an ``(x, y)`` tuple.
   """
   if data is None:
     raise ValueError("This pruning method is data-driven but data=None. Fix: "
@@ -69,15 +84,31 @@ def as_dataset(data) -> tf.data.Dataset:
       raise ValueError(
           "The dataset yields elements without labels (element_spec "
           f"{spec}). Fix: pass a dataset of (x, y) batches with integer labels.")
-    if len(spec) > 2:
-      data = data.map(lambda *e: (e[0], e[1]))
-    return data
+    return
   if isinstance(data, (tuple, list)):
-    x, y = _checked_pair(data)
-    n = int(np.shape(tf.nest.flatten(x)[0])[0])
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(n)
+    _checked_pair(data)
+    return
   raise TypeError(f"data must be a tf.data.Dataset or an (x, y) tuple, got "
                   f"{type(data).__name__}.")
+
+
+def as_dataset(data) -> tf.data.Dataset:
+  """A dataset of ``(x, y)`` batches from a Dataset or an ``(x, y)`` tuple.
+
+  A tuple of arrays is one batch holding all examples; ``x`` and ``y`` may
+  be nested (tuples, lists, dicts), as ``fit`` takes them.
+
+  Raises:
+    ValueError: no data, or elements without labels.
+  """
+  check_data(data)
+  if isinstance(data, tf.data.Dataset):
+    if len(data.element_spec) > 2:  # (x, y, sample_weight): weights unused
+      data = data.map(lambda *e: (e[0], e[1]))
+    return data
+  x, y = _checked_pair(data)
+  return tf.data.Dataset.from_tensor_slices(_tuples((x, y))).batch(
+      _num_examples(x))
 
 
 class _PerModelTracing:
@@ -102,86 +133,147 @@ class _PerModelTracing:
 tf.get_logger().addFilter(_PerModelTracing())
 
 
+def _global_mean(per, n_local, n_global):
+  """``sum_i l_i / B_global`` of per-example losses (or of their local mean)."""
+  per = tf.convert_to_tensor(per)
+  if per.shape.rank == 0:  # a mean-reducing callable: undo its local mean
+    return per * n_local / n_global
+  if per.shape.rank > 1:
+    per = tf.reduce_mean(per, axis=list(range(1, per.shape.rank)))
+  return tf.reduce_sum(per) / n_global
+
+
+def _logits_of(p):
+  """Logits ``z`` (up to a constant) of softmax probabilities ``p``: the
+  Softmax op's input where the graph has it, else ``log p``."""
+  op = getattr(p, "op", None)
+  if op is not None and op.type == "Softmax":
+    return tf.cast(op.inputs[0], tf.float32)
+  return tf.math.log(tf.maximum(p, np.finfo(np.float32).tiny))
+
+
 class Saliency:
   """Gradients / Hessian-gradient products of the loss w.r.t. variables.
 
   Args:
-    model: the Keras model (outputs logits).
+    model: the Keras model (outputs logits, or a softmax it detects).
     variables: the variables to differentiate.
-    loss: see :func:`per_example`.
+    loss: see :func:`resolve_loss` (default: sparse CE on one output).
     strategy: a ``tf.distribute.Strategy`` the model was built under, or None.
     training: forward pass mode (True: batch statistics in BN).
+    loss_weights: ``w_o`` per output (dict by name or list), default 1.
+
+  The temperature ``T`` divides every output, except a softmax read as
+  probabilities, which becomes ``softmax(z / T)`` of its logits ``z`` (so
+  GraSP's temperature acts on a softmax head too; ``T = 1`` leaves it as is).
   """
 
   def __init__(self, model, variables: Sequence, loss=None, strategy=None,
-               training: bool = True):
+               training: bool = True, loss_weights=None):
     self.model = model
     self.variables = list(variables)
-    self.loss_fn = per_example(loss)
+    self.plan = resolve_loss(model, loss, loss_weights)
     self.distributed = strategy is not None
     self.strategy = strategy or tf.distribute.get_strategy()
     self.training = training
     self._fns = {}
+    plain = (self.plan.structured is None and len(self.plan.outputs) == 1
+             and loss is None and self.plan.outputs[0].from_logits)
+    if not plain:  # the common default stays quiet
+      log.logger.info("saliency loss of %s: %s", model.name,
+                      self.plan.description)
+    for note in self.plan.notes:
+      warnings.warn(note)
 
-  def _batch_loss(self, x, y, temperature):
-    logits = self.model(x, training=self.training)
-    logits = tf.cast(logits, tf.float32) / temperature
-    per = tf.convert_to_tensor(self.loss_fn(y, logits))
-    n_local = tf.cast(tf.shape(tf.nest.flatten(y)[0])[0], tf.float32)
+  @property
+  def loss_fn(self) -> Callable:
+    """The per-example loss of a single-output model (or the callable)."""
+    if self.plan.structured is not None:
+      return self.plan.structured
+    return self.plan.outputs[0].fn
+
+  def _output(self, o, pred, temperature, tempered):
+    pred = tf.cast(pred, tf.float32)
+    if o.probabilities:
+      # Dividing probabilities by T would only shift -log p by log T; the
+      # untouched Softmax op also lets Keras's cross-entropy use its logits.
+      return tf.nn.softmax(_logits_of(pred) / temperature) if tempered else pred
+    return pred / temperature
+
+  def _batch_loss(self, x, y, temperature, tempered=False):
+    preds = self.model(x, training=self.training)
+    first = [a for a in tf.nest.flatten(y) if a is not None] or tf.nest.flatten(x)
+    n_local = tf.cast(tf.shape(first[0])[0], tf.float32)
     ctx = tf.distribute.get_replica_context()
     n_global = ctx.all_reduce(_SUM, n_local) if ctx is not None else n_local
-    if per.shape.rank == 0:  # a mean-reducing callable: undo its local mean
-      return per * n_local / n_global
-    if per.shape.rank > 1:
-      per = tf.reduce_mean(per, axis=list(range(1, per.shape.rank)))
-    return tf.reduce_sum(per) / n_global
+    plan = self.plan
+    if plan.structured is not None:
+      scaled = tf.nest.map_structure(
+          lambda p: tf.cast(p, tf.float32) / temperature, preds)
+      return _global_mean(plan.structured(y, scaled), n_local, n_global)
+    total = None
+    for o, p, t in zip(plan.outputs, plan.flat_outputs(preds),
+                       plan.flat_targets(y)):
+      if o.fn is None:
+        continue
+      part = _global_mean(o.fn(t, self._output(o, p, temperature, tempered)),
+                          n_local, n_global)
+      if o.weight != 1.0:
+        part = part * o.weight
+      total = part if total is None else total + part
+    return total
 
   def _zeros_for_none(self, grads):
     return [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
             for g, v in zip(grads, self.variables)]
 
-  def _grad_replica(self, x, y, temperature):
+  def _grad_replica(self, x, y, temperature, tempered=False):
     with tf.GradientTape() as tape:
-      loss = self._batch_loss(x, y, temperature)
+      loss = self._batch_loss(x, y, temperature, tempered)
     return self._zeros_for_none(tape.gradient(loss, self.variables))
 
-  def _hg_replica(self, x, y, g, temperature):
+  def _hg_replica(self, x, y, g, temperature, tempered=False):
     with tf.GradientTape() as outer:
       with tf.GradientTape() as inner:
-        loss = self._batch_loss(x, y, temperature)
+        loss = self._batch_loss(x, y, temperature, tempered)
       grads = self._zeros_for_none(inner.gradient(loss, self.variables))
       # z = g^T grad L with g held constant, so dz/dW = H g.
       z = tf.add_n([tf.reduce_sum(a * tf.stop_gradient(b))
                     for a, b in zip(grads, g)])
     return self._zeros_for_none(outer.gradient(z, self.variables))
 
-  def _g_and_hg_replica(self, x, y, temperature):
+  def _g_and_hg_replica(self, x, y, temperature, tempered=False):
     # One batch on one device: g is this batch's own gradient, so one forward
     # and one double backward give both (saves a full gradient pass).
     with tf.GradientTape() as outer:
       with tf.GradientTape() as inner:
-        loss = self._batch_loss(x, y, temperature)
+        loss = self._batch_loss(x, y, temperature, tempered)
       grads = self._zeros_for_none(inner.gradient(loss, self.variables))
       z = tf.add_n([tf.reduce_sum(a * tf.stop_gradient(a)) for a in grads])
     return grads + self._zeros_for_none(outer.gradient(z, self.variables))
 
-  def _compiled(self, name, replica_fn):
-    if name not in self._fns:
+  def _compiled(self, name, replica_fn, temperature=1.0):
+    # A softmax read as probabilities is tempered in the graph only when
+    # T != 1 (a second trace), so T = 1 keeps Keras's logits shortcut.
+    tempered = self.plan.probabilities and float(temperature) != 1.0
+    key = name + ("@T" if tempered else "")
+    if key not in self._fns:
       strategy = self.strategy
+      fn = functools.partial(replica_fn, tempered=tempered)
 
       @tf.function
       def step(*args):
-        out = strategy.run(replica_fn, args=args)
+        out = strategy.run(fn, args=args)
         return [strategy.reduce(_SUM, o, axis=None) for o in out]
-      self._fns[name] = step
-    return self._fns[name]
+      self._fns[key] = step
+    return self._fns[key]
 
   def _batches(self, data, num_batches) -> Iterator[Tuple]:
     if isinstance(data, (tuple, list)) and not self.distributed:
       # One in-memory batch: hand it over as tensors. Slicing it into a
-      # Dataset and batching it again cost 2.4 s for 16 ImageNet images.
+      # Dataset and batching it again costs seconds on ImageNet-sized images.
       x, y = _checked_pair(data)
-      yield tf.nest.map_structure(tf.convert_to_tensor, (x, y))
+      yield tf.nest.map_structure(tf.convert_to_tensor, _tuples((x, y)))
       return
     ds = as_dataset(data).take(num_batches)
     if self.distributed:  # split each global batch over the replicas
@@ -197,7 +289,7 @@ class Saliency:
   def gradients(self, data, num_batches: int = 1,
                 temperature: float = 1.0) -> List[np.ndarray]:
     """``g = sum_b dL_b/dW`` over the first ``num_batches`` batches (float64)."""
-    step = self._compiled("grad", self._grad_replica)
+    step = self._compiled("grad", self._grad_replica, temperature)
     t = tf.constant(float(temperature), tf.float32)
     acc = None
     for x, y in self._batches(data, num_batches):
@@ -209,7 +301,7 @@ class Saliency:
                        num_batches: int = 1,
                        temperature: float = 1.0) -> List[np.ndarray]:
     """``H g = sum_b d(g^T dL_b/dW)/dW`` with ``g`` held constant (float64)."""
-    step = self._compiled("hg", self._hg_replica)
+    step = self._compiled("hg", self._hg_replica, temperature)
     t = tf.constant(float(temperature), tf.float32)
     gt = [tf.constant(a, dtype=v.dtype) for a, v in zip(g, self.variables)]
     acc = None
@@ -227,7 +319,7 @@ class Saliency:
     over all batches (and replicas) first, as ``H g`` needs the full ``g``.
     """
     if num_batches == 1 and not self.distributed:
-      step = self._compiled("g_hg", self._g_and_hg_replica)
+      step = self._compiled("g_hg", self._g_and_hg_replica, temperature)
       t = tf.constant(float(temperature), tf.float32)
       for x, y in self._batches(data, 1):
         out = [o.numpy().astype(np.float64) for o in step(x, y, t)]
@@ -254,6 +346,11 @@ def _loss_key(loss):
   """
   if loss is None or isinstance(loss, str):
     return loss
+  if isinstance(loss, Mapping):  # per output: by name
+    return ("dict",) + tuple(sorted((str(k), _loss_key(v))
+                                    for k, v in loss.items()))
+  if isinstance(loss, (list, tuple)):
+    return ("list",) + tuple(_loss_key(v) for v in loss)
   if type(loss).__module__.startswith("tf_keras.") and hasattr(
       loss, "get_config"):
     try:
@@ -263,15 +360,26 @@ def _loss_key(loss):
   return id(loss)
 
 
+def _weights_key(loss_weights):
+  if isinstance(loss_weights, Mapping):
+    return ("dict",) + tuple(sorted((str(k), repr(v))
+                                    for k, v in loss_weights.items()))
+  if isinstance(loss_weights, (list, tuple)):
+    return ("list",) + tuple(repr(v) for v in loss_weights)
+  return repr(loss_weights)
+
+
 def for_model(model, variables: Sequence, loss=None, strategy=None,
-              training: bool = True) -> Saliency:
-  """A :class:`Saliency`, cached per model, variables, loss and strategy.
+              training: bool = True, loss_weights=None) -> Saliency:
+  """A :class:`Saliency`, cached per model, variables, loss, loss weights and
+  strategy.
 
   The strategy is part of the key by identity (``None`` = no strategy), the
-  loss by :func:`_loss_key` (``None`` = the default loss).
+  loss by :func:`_loss_key` (``None`` = the default loss; dicts and lists
+  entry by entry), the weights by value.
   """
   key = (tuple(id(v) for v in variables), _loss_key(loss), id(strategy),
-         bool(training))
+         bool(training), _weights_key(loss_weights))
   cache = model.__dict__.get(_CACHE_ATTR)
   if cache is None:
     cache = {}
@@ -280,6 +388,7 @@ def for_model(model, variables: Sequence, loss=None, strategy=None,
   if entry is None:
     # The entry holds the loss and strategy so their ids stay unique.
     entry = (Saliency(model, variables, loss=loss, strategy=strategy,
-                      training=training), loss, strategy)
+                      training=training, loss_weights=loss_weights), loss,
+             strategy)
     cache[key] = entry
   return entry[0]

@@ -30,14 +30,15 @@ Usage::
 
 import dataclasses
 import inspect
+import warnings
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
 from sbp_tf import compat
 from sbp_tf.compat import keras, tf
-from sbp_tf.pruning import saliency, state
-from sbp_tf.pruning.targets import prunable_targets
+from sbp_tf.pruning import diagnostics, saliency, state
+from sbp_tf.pruning.targets import layer_targets, prunable_targets
 
 _REGISTRY: Dict[str, type] = {}
 
@@ -56,6 +57,7 @@ class ScoreContext:
     round_index: 0-based round of iterative pruning.
     masks: key -> current 0/1 mask (all ones in round 0).
     strategy: a ``tf.distribute.Strategy`` or None.
+    loss_weights: weight of each output's loss (dict by name or list).
   """
   model: object
   targets: List
@@ -66,6 +68,7 @@ class ScoreContext:
   round_index: int = 0
   masks: Optional[Dict[str, np.ndarray]] = None
   strategy: object = None
+  loss_weights: object = None
 
   def weights(self) -> Dict[str, np.ndarray]:
     """Current kernel values (float64)."""
@@ -73,7 +76,13 @@ class ScoreContext:
 
   def _saliency(self):
     return saliency.for_model(self.model, [t.variable for t in self.targets],
-                              loss=self.loss, strategy=self.strategy)
+                              loss=self.loss, strategy=self.strategy,
+                              loss_weights=self.loss_weights)
+
+  def loss_plan(self) -> saliency.LossPlan:
+    """Which loss (and ``from_logits``) each output gets; see
+    :func:`saliency.resolve_loss`."""
+    return self._saliency().plan
 
   def gradients(self, temperature: float = 1.0) -> Dict[str, np.ndarray]:
     """``dL/dW`` summed over ``num_batches`` batches."""
@@ -249,6 +258,12 @@ class SynFlow(Method):
   ``1 / sqrt(L)``, batch norm's ``1 / sqrt(1 + eps)``). Data-free; 100
   rounds of the exponential schedule by default.
 
+  Inputs: every input of the model (any number, in a list or a dict) is
+  all ones. An integer input (token ids) is token id 1 at every position,
+  so an ``Embedding`` feeds ``|E[1]|`` (row 1 of ``|E|``) to every
+  position, and an embedding's own score is nonzero only in row 1 (the
+  only row on a path); the embedding must have ``input_dim >= 2``.
+
   ``R`` and ``dR/dW`` are computed on a float64 copy of the network (cloned
   from its config with every layer in float64; float32 weights are exact in
   float64), with no rescaling: deep nets overflow float32 (ResNet104:
@@ -269,8 +284,10 @@ class SynFlow(Method):
   * ``R`` or a score is not finite (or ``R`` underflows to 0): for a chain
     (:func:`_is_chain`), retry with each kernel divided by its mean, then
     its max, absolute fan-in sum ``a_l`` (the scores are those of the
-    exact ones divided by ``prod_l a_l``: same ranking); ``R = 0`` otherwise
-    gives all-zero scores (no path left).
+    exact ones divided by ``prod_l a_l``: same ranking). ``R = 0`` gives
+    all-zero scores, with a warning, only where the connectivity pass
+    reaches no output (no path left); otherwise it is an underflow: the
+    chain retry, else ValueError. Never silent zero scores.
 
   Raises:
     ValueError: ``R`` overflows and the model is not a chain (or is still
@@ -310,15 +327,22 @@ class SynFlow(Method):
         if r > 0:
           return s
         zero = s  # R = 0: no input-output path left, or underflow
-    if zero is not None:
-      # Every score 0: ties fall back to position and prune()'s
-      # connectivity check reports the disconnection.
+    if zero is not None and _no_path_left(ctx.model):
+      # A true R = 0 (pruned or zero kernels cut every path): every score
+      # 0, said so; ties fall back to position and prune()'s connectivity
+      # check reports the disconnection.
+      warnings.warn("synflow: R = 0: no input-output path is left (the "
+                    "connectivity pass reaches no output), so every score "
+                    "is 0 and the kept weights are the first by position.",
+                    stacklevel=2)
       return zero
     where = ("float64" if run.float64 else
              "float32 (the model could not be cloned in float64: "
              f"{run.reason})")
     raise ValueError(
-        f"synflow: R = {r} is not finite in {where}"
+        (f"synflow: R underflows to 0 in {where} although input-output "
+         "paths exist (all scores would be 0)" if zero is not None else
+         f"synflow: R = {r} is not finite in {where}")
         + ("" if chain else ", and per-layer rescaling, which would fix it, "
            "changes the ranking of a network with skip connections or "
            "merges (R is affine, not linear, in each kernel)")
@@ -327,6 +351,16 @@ class SynFlow(Method):
                        "runs on a float64 clone, or "
                        if not run.float64 else "")
         + "use a shallower network or a smaller-variance initialization.")
+
+
+def _no_path_left(model) -> bool:
+  """Whether the connectivity pass (kernels ``(w != 0) / kept fan-in``, no
+  underflow) reaches no output, so ``R = 0`` exactly; False where the pass
+  is unavailable (then ``R = 0`` is reported as an underflow)."""
+  try:
+    return diagnostics.connectivity(model).reachable_fraction == 0.0
+  except Exception:  # pylint: disable=broad-except
+    return False
 
 
 def _fan_in_scale(ctx, how: str) -> Dict[str, float]:
@@ -340,8 +374,9 @@ def _fan_in_scale(ctx, how: str) -> Dict[str, float]:
   return scale
 
 
-def _input_shapes(model) -> List[List[int]]:
-  """Per model input: its shape with batch 1; ValueError if not fixed."""
+def input_shapes(model) -> List[List[int]]:
+  """Per model input (tf_keras or Keras 3): its shape with batch 1;
+  ValueError if not fixed."""
   if not getattr(model, "inputs", None):
     raise ValueError(f"synflow needs the inputs of model {model.name!r}, "
                      "which a subclassed model does not record. Fix: build "
@@ -349,9 +384,35 @@ def _input_shapes(model) -> List[List[int]]:
   shapes = [list(x.shape[1:]) for x in model.inputs]
   if any(d is None for s in shapes for d in s):
     raise ValueError(f"synflow needs a fixed input shape, got "
-                     f"{model.input_shape}. Fix: build the model with a "
-                     "full input_shape.")
+                     f"{[tuple(x.shape) for x in model.inputs]}. Fix: build "
+                     "the model with a full input shape.")
   return [[1] + [int(d) for d in s] for s in shapes]
+
+
+def _all_ones(model, shapes, batch: int):
+  """SynFlow's input: ``batch`` all-ones rows for every input of ``model``
+  (``shapes`` from :func:`input_shapes`), in the model's input structure
+  (one tensor, a list, or a dict by input name).
+
+  Floating inputs are 1.0 in their dtype; integer inputs (token ids) are id
+  1, so an ``Embedding`` feeds its row 1, ``|W[1]|`` in the linearized
+  state, at every position.
+  """
+  flat = [tf.ones([batch] + s[1:], x.dtype) for s, x in zip(shapes,
+                                                            model.inputs)]
+  try:
+    struct = model.input
+  except (AttributeError, ValueError):  # no recorded structure: flat
+    struct = None
+  if struct is not None and len(tf.nest.flatten(struct)) == len(flat):
+    return tf.nest.pack_sequence_as(struct, flat)
+  return flat if len(flat) > 1 else flat[0]
+
+
+def _dense(grads) -> list:
+  """Gradients as dense tensors (None kept): an embedding looked up by
+  token ids gets ``IndexedSlices``."""
+  return [g if g is None else tf.convert_to_tensor(g) for g in grads]
 
 
 def _as_float64(config):
@@ -408,13 +469,11 @@ def _float64_runner(model, targets):
   :func:`state.linear_values` gives ``model`` (float32 exact in float64);
   its traced graph is checked to hold no tensor of a narrower float type.
   """
-  shapes = _input_shapes(model)
+  shapes = input_shapes(model)
   try:
     clone, own, cloned, mapped, kernels = _float64_clone(model, targets,
                                                          shapes)
-    ones = [tf.ones(s, tf.float64 if x.dtype.is_floating else x.dtype)
-            for s, x in zip(shapes, model.inputs)]
-    ones = ones if len(ones) > 1 else ones[0]
+    ones = _all_ones(clone, shapes, 1)
 
     # Batch 1: the oneDNN batch-1 weight-gradient bug worked around in
     # _float32_runner concerns float32 kernels; float64 runs on Eigen.
@@ -423,11 +482,14 @@ def _float64_runner(model, targets):
       with tf.GradientTape() as tape:
         out = tf.nest.flatten(clone(ones, training=False))
         r = tf.add_n([tf.reduce_sum(o) for o in out])
-      return r, tape.gradient(r, kernels)
+      return r, _dense(tape.gradient(r, kernels))
 
+    # Constants compute nothing (the gradient of a non-fused batch norm
+    # holds empty float32 reduction-index constants): only ops that do.
     narrow = sorted({o.dtype.name
                      for op in grad.get_concrete_function().graph
-                     .get_operations() for o in op.outputs
+                     .get_operations() if op.type != "Const"
+                     for o in op.outputs
                      if o.dtype in (tf.float32, tf.float16, tf.bfloat16)})
     if narrow:
       raise ValueError(f"the float64 clone computes in {', '.join(narrow)}")
@@ -456,13 +518,12 @@ def _float64_runner(model, targets):
 
 def _float32_runner(model, targets, reason: str):
   """As :func:`_float64_runner`, in float32 on ``model`` itself."""
-  shape = _input_shapes(model)
+  shape = input_shapes(model)
   # Two identical all-ones rows, R averaged over them: the same R and
   # gradient as one row, but TF 2.21's oneDNN CPU kernels corrupt the heap
   # on the weight gradient of a 1x1 stride-2 conv with few input channels
   # at batch size 1 (uxlfoundation/oneDNN#6035); batch 2 avoids it.
-  ones = [tf.ones([2] + s[1:], x.dtype) for s, x in zip(shape, model.inputs)]
-  ones = ones if len(ones) > 1 else ones[0]
+  ones = _all_ones(model, shape, 2)
   variables = [t.variable for t in targets]
   grad = []
 
@@ -476,7 +537,7 @@ def _float32_runner(model, targets, reason: str):
             out = tf.nest.flatten(model(ones, training=False))
             r = tf.add_n([tf.reduce_sum(tf.cast(o, tf.float64)) for o in out]
                          ) / 2.0
-          return r, tape.gradient(r, variables)
+          return r, _dense(tape.gradient(r, variables))
         grad.append(g)
       r, gs = grad[0]()
       w = {t.key: np.abs(t.variable.numpy().astype(np.float64))
@@ -497,12 +558,15 @@ def _is_chain(layer) -> bool:
   input and output whose every layer is called once on one tensor and every
   tensor feeds at most one layer; False for branches, merges, shared layers
   and subclassed models (whose structure is unknown). A plain layer counts
-  as one step.
+  as one step; a recurrent layer (a path crosses ``U`` once per time step)
+  or a composite one (attention: query and key are off the value path) does
+  not.
   """
   if isinstance(layer, keras.layers.Wrapper):
     return _is_chain(layer.layer)
   if not isinstance(layer, keras.Model):
-    return True
+    return not isinstance(layer, keras.layers.RNN) and all(
+        t.layer is layer for t in layer_targets(layer).values())
   if isinstance(layer, keras.Sequential):
     return all(_is_chain(l) for l in layer.layers)
   if not compat.is_graph_network(layer):

@@ -23,34 +23,12 @@ from sbp_tf import compat
 from sbp_tf.pruning import diagnostics, masks as masks_lib
 from sbp_tf.pruning import rescale as rescale_lib
 from sbp_tf.pruning import scores as methods_lib
-from sbp_tf.pruning import state, threshold
+from sbp_tf.pruning import rounds, state
+from sbp_tf.pruning.rounds import Scores  # noqa: F401  (public here too)
 from sbp_tf.pruning.targets import prunable_targets
 
 SCOPES = ("global", "layerwise")
 ON_COLLAPSE = ("warn", "error", "ignore")
-
-
-class Scores(dict):
-  """key -> float64 score array in the method's own convention.
-
-  Attributes:
-    keep: ``'largest'`` (high scores kept) or ``'smallest'`` (GraSP).
-    method: the name of the method that scored.
-  """
-
-  def __init__(self, values: Mapping[str, np.ndarray], keep: str = "largest",
-               method: Optional[str] = None):
-    if keep not in ("largest", "smallest"):
-      raise ValueError(f"keep={keep!r} must be 'largest' or 'smallest'.")
-    super().__init__(values)
-    self.keep, self.method = keep, method
-
-  def importance(self) -> Dict[str, np.ndarray]:
-    """key -> importance, larger = kept first (``-score`` if ``keep`` is
-    ``'smallest'``)."""
-    if self.keep == "largest":
-      return dict(self)
-    return {k: -v for k, v in self.items()}
 
 
 def resolve_method(method, **options) -> methods_lib.Method:
@@ -71,8 +49,8 @@ def resolve_method(method, **options) -> methods_lib.Method:
   return methods_lib.get(method, **options)
 
 
-def score(model, method, data=None, *, loss=None, num_batches: int = 1,
-          seed: Optional[int] = None, strategy=None,
+def score(model, method, data=None, *, loss=None, loss_weights=None,
+          num_batches: int = 1, seed: Optional[int] = None, strategy=None,
           masks: Optional[Mapping[str, np.ndarray]] = None,
           round_index: int = 0, **method_options) -> Scores:
   """Scores every prunable weight of ``model``; leaves the model unchanged.
@@ -84,8 +62,14 @@ def score(model, method, data=None, *, loss=None, num_batches: int = 1,
     model: a built tf.keras model.
     method: a registered name (see :func:`methods`), Method class or
       instance.
-    data: ``(x, y)`` or a Dataset of batches (data-driven methods).
-    loss: the saliency loss (default :func:`default_loss`).
+    data: ``(x, y)`` or a Dataset of ``(x, y)`` batches (data-driven
+      methods); ``x`` and ``y`` may be nested (tuples, dicts), as ``fit``
+      takes them.
+    loss: the saliency loss: a Keras loss (object or name), a dict/list of
+      them per output, or a callable ``loss(y_true, y_pred)`` over the
+      output structure; default sparse CE on one output (``from_logits``
+      False where it ends in a softmax). See :func:`saliency.resolve_loss`.
+    loss_weights: weight of each output's loss (dict by name or list).
     num_batches: batches whose gradients are summed.
     seed: seed of the random method.
     strategy: the tf.distribute strategy the model was built under.
@@ -108,36 +92,17 @@ def score(model, method, data=None, *, loss=None, num_batches: int = 1,
   snap = state.snapshot(model)
   try:
     return _score_with(m, model, targets, data=data, loss=loss,
-                       num_batches=num_batches, seed=seed, strategy=strategy,
-                       masks=masks, round_index=round_index)
+                       loss_weights=loss_weights, num_batches=num_batches,
+                       seed=seed, strategy=strategy, masks=masks,
+                       round_index=round_index)
   finally:
     state.restore(snap)
 
 
 def _score_with(m, model, targets, **ctx_fields) -> Scores:
-  """``m.score`` on a :class:`ScoreContext`, checked: one finite float64
-  array of the kernel's shape per target."""
+  """``m.score`` on a :class:`ScoreContext`, checked (:func:`rounds.checked`)."""
   ctx = methods_lib.ScoreContext(model=model, targets=targets, **ctx_fields)
-  raw = m.score(ctx)
-  if not isinstance(raw, Mapping):
-    raise TypeError(f"Method {m.name!r}.score must return a dict key -> "
-                    "array.")
-  out = {}
-  for t in targets:
-    if t.key not in raw:
-      raise ValueError(f"Method {m.name!r} returned no score for {t.key!r}. "
-                       "Fix: score every ctx.targets key.")
-    s = np.asarray(raw[t.key], np.float64)
-    if s.shape != tuple(t.variable.shape):
-      raise ValueError(f"Method {m.name!r} score for {t.key!r} has shape "
-                       f"{s.shape}, the weight {tuple(t.variable.shape)}.")
-    if not np.all(np.isfinite(s)):
-      raise ValueError(
-          f"Method {m.name!r} gave NaN/inf scores for {t.key!r}. Fix: check "
-          "the data and the initialization for non-finite values (e.g. "
-          "normalize inputs, use a finite init).")
-    out[t.key] = s
-  return Scores(out, keep=m.keep, method=m.name)
+  return rounds.checked(m, m.score(ctx), targets)
 
 
 def select(scores: Mapping[str, np.ndarray], sparsity: float, *,
@@ -176,13 +141,7 @@ def select(scores: Mapping[str, np.ndarray], sparsity: float, *,
                         alive=alive)
 
 
-def select_density(scores, density: float, *, scope="global", dense=(),
-                   alive=None) -> masks_lib.Masks:
-  """:func:`select` by kept fraction ``density`` (iterative rounds use the
-  schedule's densities exactly)."""
-  imp = scores.importance() if isinstance(scores, Scores) else scores
-  return masks_lib.Masks(threshold.select(imp, density, scope, dense,
-                                          alive=alive))
+select_density = rounds.select_density
 
 
 def apply(model, masks: Mapping[str, np.ndarray], *, rescale=False,
@@ -223,19 +182,26 @@ def diagnose(model, masks: Mapping[str, np.ndarray],
   """What ``masks`` do to ``model`` at init, before any training.
 
   Returns a dict: ``collapsed`` (keys of fully pruned layers),
-  ``connected`` / ``reachable_fraction`` (None with the reason in
-  ``connectivity_unavailable`` where the model has no fixed input shape),
-  and, given ``scores``, ``critical_sparsity`` / ``critical_layer`` (the
-  largest sparsity at which these scores keep every layer alive).
+  ``connected`` / ``reachable_fraction`` / ``dead`` (kernels on no
+  input-output path, see :func:`diagnostics.connectivity`), all None with
+  the reason in ``connectivity_unavailable`` where the check is not defined
+  (a subclassed model without a static graph, an input of no fixed shape)
+  or fails (a layer the linearized pass cannot run): a diagnostic never
+  turns a good prune into an exception. Given ``scores``, also
+  ``critical_sparsity`` / ``critical_layer`` (the largest sparsity at which
+  these scores keep every layer alive).
   """
   m = masks if isinstance(masks, masks_lib.Masks) else masks_lib.Masks(masks)
-  out = dict(collapsed=m.collapsed(), connected=None, reachable_fraction=None)
+  out = dict(collapsed=m.collapsed(), connected=None, reachable_fraction=None,
+             dead=None)
   try:
     conn = diagnostics.connectivity(model, m)
-  except (ValueError, AttributeError) as e:  # no fixed input shape
+  except Exception as e:  # pylint: disable=broad-except
+    # Whatever a layer raises in the linearized pass (AttributeError of a
+    # subclassed model included): the check is unavailable, not fatal.
     out["connectivity_unavailable"] = f"{type(e).__name__}: {e}"
   else:
-    out.update(connected=conn.connected,
+    out.update(connected=conn.connected, dead=list(conn.dead),
                reachable_fraction=conn.reachable_fraction)
   if scores is not None:
     keep = scores.keep if isinstance(scores, Scores) else "largest"

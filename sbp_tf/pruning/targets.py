@@ -1,37 +1,118 @@
 """Which weights of a Keras model can be pruned, and their stable keys.
 
-Every mask in sbp_tf is keyed by a *target key*: the path of nested model
-names down to the layer, then the weight attribute, joined by ``/``, e.g.
-``"conv1/kernel"`` or ``"backbone/block2_conv/kernel"``. Wrapper layers
-(tfmot's ``PruneLowMagnitude``, sbp_tf's ``MaskedLayer``) are transparent: the
-key is that of the wrapped layer, so masks computed on a plain model apply
-unchanged to its wrapped copy.
+Every mask in sbp_tf is keyed by a *target key*: the path of nested layer
+names down to the layer owning the weight, then the weight attribute, joined
+by ``/``: ``"conv1/kernel"``, ``"backbone/block2_conv/kernel"``,
+``"lstm/lstm_cell/recurrent_kernel"``, ``"mha/query/kernel"`` (the Keras
+variable name without ``:0``, for layers nested in a model). Mask wrappers
+and other ``keras.layers.Wrapper`` layers (tfmot's ``PruneLowMagnitude``,
+sbp_tf's ``MaskedLayer``, ``TimeDistributed``) are transparent: the key is
+that of the wrapped layer, so masks computed on a plain model apply unchanged
+to its wrapped copy. ``Bidirectional`` is not: its two copies are
+``"<bidi>/forward_<rnn>/..."`` and ``"<bidi>/backward_<rnn>/..."``.
 
-Prunable: Dense and Conv (1D/2D/3D, transposed) ``kernel``,
-DepthwiseConv ``depthwise_kernel``, SeparableConv depthwise and pointwise
-kernels. Never: biases, batch-norm parameters, embeddings.
+The registry (:func:`registered_targets`, extended by
+:func:`register_target`) says which attributes of a layer class are
+prunable:
+
+===============================================  ==========================
+layer class                                      prunable attributes
+===============================================  ==========================
+SeparableConv1D/2D                               depthwise_kernel,
+                                                 pointwise_kernel
+DepthwiseConv1D/2D                               depthwise_kernel
+Conv1D/2D/3D (transposed too), Dense,            kernel
+EinsumDense
+Embedding                                        embeddings
+LSTMCell, GRUCell, SimpleRNNCell                 kernel, recurrent_kernel
+BatchNormalization, LayerNormalization,          (none: never pruned)
+GroupNormalization, PReLU
+===============================================  ==========================
+
+A layer not in the registry is searched for registered sublayers (the cell
+of an LSTM/GRU/SimpleRNN, the two layers of a Bidirectional, the query/key/
+value/output ``EinsumDense`` of a MultiHeadAttention, the layers of a
+subclassed model or of a custom composite layer). A layer of unknown type
+that holds trainable weights of its own is *not pruned* and listed by
+:func:`unprunable_layers` (and in ``Masks.report(model)``), never skipped
+silently. Biases, normalization parameters and scales are never targets.
 
 Usage::
 
     for t in prunable_targets(model):
       print(t.key, t.variable.shape)
+    register_target(MyLayer, ("w",))         # MyLayer.w is now prunable
 """
 
 import dataclasses
-from typing import Iterator, List
+from typing import Dict, Iterator, List, Optional, Tuple
 
+from sbp_tf import compat
 from sbp_tf.compat import keras
 
-_PRUNABLE_ATTRS = (
-    # Order matters only for determinism of the listing.
-    (keras.layers.SeparableConv1D, ("depthwise_kernel", "pointwise_kernel")),
-    (keras.layers.SeparableConv2D, ("depthwise_kernel", "pointwise_kernel")),
-    (keras.layers.DepthwiseConv2D, ("depthwise_kernel",)),
-    (keras.layers.Conv1D, ("kernel",)),
-    (keras.layers.Conv2D, ("kernel",)),
-    (keras.layers.Conv3D, ("kernel",)),
-    (keras.layers.Dense, ("kernel",)),
-)
+_L = keras.layers
+
+
+def _classes(*names) -> Tuple[type, ...]:
+  """The ``keras.layers`` classes of these names that this Keras has."""
+  return tuple(getattr(_L, n) for n in names if hasattr(_L, n))
+
+
+# (layer classes, prunable attributes); the first isinstance match wins, so
+# subclasses precede their bases (SeparableConv and DepthwiseConv are Convs).
+_BUILTIN = [
+    (_classes("SeparableConv1D", "SeparableConv2D"),
+     ("depthwise_kernel", "pointwise_kernel")),
+    (_classes("DepthwiseConv1D", "DepthwiseConv2D"), ("depthwise_kernel",)),
+    (_classes("Conv1D", "Conv2D", "Conv3D", "Dense", "EinsumDense"),
+     ("kernel",)),
+    (_classes("Embedding"), ("embeddings",)),
+    (_classes("LSTMCell", "GRUCell", "SimpleRNNCell"),
+     ("kernel", "recurrent_kernel")),
+    (_classes("BatchNormalization", "LayerNormalization",
+              "GroupNormalization", "UnitNormalization", "PReLU"), ()),
+]
+_USER: List[Tuple[Tuple[type, ...], Tuple[str, ...]]] = []
+
+
+def register_target(layer_class: type, attrs) -> type:
+  """Declares which weight attributes of ``layer_class`` are prunable.
+
+  Registered classes take precedence over the built-in table (the latest
+  registration first), subclasses included. ``attrs=()`` declares a layer
+  that holds weights but is never pruned (no "not pruned" report for it).
+  An attribute may be a dotted path (``"cell.kernel"``); its key segment is
+  the path as written.
+
+  Args:
+    layer_class: a ``keras.layers.Layer`` subclass.
+    attrs: attribute names holding the prunable variables.
+
+  Returns:
+    ``layer_class`` (usable as a class decorator factory's result).
+
+  Raises:
+    TypeError: ``layer_class`` is not a Layer class or attrs not strings.
+  """
+  if not (isinstance(layer_class, type) and issubclass(layer_class, _L.Layer)):
+    raise TypeError(f"register_target expects a keras.layers.Layer subclass, "
+                    f"got {layer_class!r}. Fix: pass the class, e.g. "
+                    "register_target(MyLayer, ('kernel',)).")
+  attrs = (attrs,) if isinstance(attrs, str) else tuple(attrs)
+  if not all(isinstance(a, str) and a for a in attrs):
+    raise TypeError(f"register_target: attrs must be attribute names, got "
+                    f"{attrs!r}. Fix: e.g. ('kernel', 'recurrent_kernel').")
+  _USER.insert(0, ((layer_class,), attrs))
+  return layer_class
+
+
+def registered_targets() -> Dict[str, Tuple[str, ...]]:
+  """``{class name: prunable attributes}`` in lookup order (users' first)."""
+  out = {}
+  for classes, attrs in _USER + _BUILTIN:
+    for cls in classes:
+      out.setdefault(cls.__name__, attrs)
+  return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,36 +122,109 @@ class Target:
   Attributes:
     key: stable name of the weight, ``"<layer path>/<attr>"``.
     layer: the (unwrapped) Keras layer that owns the weight.
-    attr: the attribute of ``layer`` holding the variable.
+    attr: the attribute (or dotted path) of ``layer`` holding the variable.
+    owner: the layer of the model's graph containing ``layer``: ``layer``
+      itself, or the composite around it (an RNN, Bidirectional,
+      MultiHeadAttention, custom layer); the layer a mask wrapper wraps.
+    local: the key relative to ``owner`` (``"kernel"``,
+      ``"query/kernel"``, ``"lstm_cell/kernel"``).
   """
   key: str
-  layer: keras.layers.Layer
+  layer: object
   attr: str
+  owner: object = None
+  local: str = ""
 
   @property
   def variable(self):
-    return getattr(self.layer, self.attr)
+    return resolve(self.layer, self.attr)
+
+
+def resolve(obj, path: str):
+  """``obj.a.b`` for ``path = "a.b"``."""
+  for part in path.split("."):
+    obj = getattr(obj, part)
+  return obj
+
+
+def _lookup(layer) -> Optional[Tuple[str, ...]]:
+  for classes, attrs in _USER + _BUILTIN:
+    if isinstance(layer, classes):
+      return attrs
+  return None
 
 
 def prunable_attrs(layer) -> tuple:
-  """Names of the prunable weight attributes of ``layer`` (may be empty)."""
-  for cls, attrs in _PRUNABLE_ATTRS:
-    if isinstance(layer, cls):
-      return attrs
-  return ()
+  """Names of the registered prunable attributes of ``layer`` (may be
+  empty; sublayers of a composite are not included, see
+  :func:`layer_targets`)."""
+  return _lookup(layer) or ()
 
 
-def _walk(layer, prefix) -> Iterator[Target]:
-  if isinstance(layer, keras.layers.Wrapper):
-    yield from _walk(layer.layer, prefix)
+def _is_transparent(layer) -> bool:
+  return (isinstance(layer, _L.Wrapper)
+          and not isinstance(layer, _classes("Bidirectional")))
+
+
+def _sublayers(layer) -> List:
+  return compat.flatten_layers(layer, include_self=False, recursive=False)
+
+
+def _visit(layer, prefix, owner=None, base=""
+           ) -> Iterator[Tuple[str, object, object, str]]:
+  """Yields ``(path, layer, owner, base)`` for every layer down to the
+  registered ones (``base``: the path of the model holding ``owner``)."""
+  if _is_transparent(layer):
+    if owner is None and not _is_mask_wrapper(layer):
+      owner, base = layer, prefix  # TimeDistributed: the layer to wrap
+    yield from _visit(layer.layer, prefix, owner, base)
     return
   if isinstance(layer, keras.Model):
     for sub in layer.layers:
-      yield from _walk(sub, prefix + layer.name + "/")
+      yield from _visit(sub, prefix + layer.name + "/")
     return
-  for attr in prunable_attrs(layer):
-    if getattr(layer, attr, None) is not None:
-      yield Target(prefix + layer.name + "/" + attr, layer, attr)
+  if owner is None:
+    owner, base = layer, prefix
+  yield prefix + layer.name, layer, owner, base
+  if _lookup(layer) is None:  # a composite: search its sublayers
+    for sub in _sublayers(layer):
+      yield from _visit(sub, prefix + layer.name + "/", owner, base)
+
+
+def _is_mask_wrapper(layer) -> bool:
+  # MaskedLayer or tfmot's PruneLowMagnitude (both expose their masks).
+  return hasattr(layer, "masked_weights") or hasattr(layer, "pruning_vars")
+
+
+def resolve_or_none(obj, path: str):
+  """:func:`resolve`, or None when an attribute on the path is missing."""
+  try:
+    return resolve(obj, path)
+  except AttributeError:
+    return None
+
+
+def _walk(layer, prefix="") -> Iterator[Target]:
+  for path, sub, owner, base in _visit(layer, prefix):
+    own = base + owner.name + "/"
+    for attr in prunable_attrs(sub):
+      if resolve_or_none(sub, attr) is not None:
+        key = path + "/" + attr
+        local = key[len(own):] if key.startswith(own) else key[len(base):]
+        yield Target(key, sub, attr, owner, local)
+
+
+def layer_targets(layer) -> Dict[str, Target]:
+  """``{local key: Target}`` of the prunable weights inside ``layer``
+  (keys relative to ``layer``: ``"kernel"``, ``"query/kernel"``)."""
+  return {t.local: t for t in _walk(layer)}
+
+
+def _check_built(model):
+  if not model.built:
+    raise ValueError(
+        f"Model {model.name!r} is not built, so its weights do not exist. "
+        "Call it on an input or pass input_shape before pruning.")
 
 
 def prunable_targets(model) -> List[Target]:
@@ -87,16 +241,35 @@ def prunable_targets(model) -> List[Target]:
   Raises:
     ValueError: if the model is not built (its weights do not exist yet).
   """
-  if not model.built:
-    raise ValueError(
-        f"Model {model.name!r} is not built, so its weights do not exist. "
-        "Call it on an input or pass input_shape before pruning.")
-  out = []
-  seen = set()
+  _check_built(model)
+  out, seen = [], set()
   for sub in model.layers:
     for t in _walk(sub, ""):
       if id(t.variable) in seen:  # shared layers appear once
         continue
       seen.add(id(t.variable))
       out.append(t)
+  return out
+
+
+def unprunable_layers(model) -> List[Dict]:
+  """Layers holding trainable weights of their own that no registry entry
+  covers, so they are *not pruned*: ``[{layer, type, weights}]`` in layer
+  order, each layer once (``weights``: number of trainable scalars).
+
+  Register the class with :func:`register_target` to prune it (or with
+  ``attrs=()`` to declare it never prunable and drop it from this list).
+  """
+  _check_built(model)
+  out, seen = [], set()
+  for sub in model.layers:
+    for path, layer, _, _ in _visit(sub, ""):
+      if id(layer) in seen or _lookup(layer) is not None:
+        continue
+      seen.add(id(layer))
+      inner = {id(v) for s in _sublayers(layer) for v in s.trainable_weights}
+      own = [v for v in layer.trainable_weights if id(v) not in inner]
+      if own:
+        out.append(dict(layer=path, type=type(layer).__name__,
+                        weights=int(sum(v.shape.num_elements() for v in own))))
   return out

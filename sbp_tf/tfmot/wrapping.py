@@ -4,8 +4,11 @@
 functional sub-models) with each masked layer in tfmot's
 ``PruneLowMagnitude``, whose schedule is :class:`FixedMask` (never recomputes
 the mask), writes our masks into the wrappers' ``mask`` variables and sets
-``w <- w * m``. Layers tfmot cannot mask (depthwise kernels) get
-``sbp_tf.masking.MaskedLayer`` instead. ``strip(model)`` undoes the wrapping.
+``w <- w * m``. Layers tfmot cannot mask, or masks only as a whole
+(depthwise and separable kernels, Embedding, LSTM/GRU/SimpleRNN cells,
+Bidirectional, MultiHeadAttention, EinsumDense, registered custom layers),
+get ``sbp_tf.masking.MaskedLayer`` instead. A subclassed model cannot be
+cloned: keep its masks with ``sbp_tf.masking.constrain``. ``strip(model)`` undoes the wrapping.
 
 Usage::
 
@@ -63,9 +66,9 @@ def wrap(model, masks, *, allow_missing=False) -> keras.Model:
   checked = masking.check_masks(model, masks, allow_missing=allow_missing)
   total = sum(m.size for _, m in checked)
   sparsity = 1.0 - sum(float(m.sum()) for _, m in checked) / max(total, 1)
-  attrs_of = {}
-  for t, _ in checked:
-    attrs_of.setdefault(id(t.layer), []).append(t.attr)
+  # tfmot's wrapper where it takes the layer whole (Dense, Conv: one
+  # "kernel"); MaskedLayer for the rest (Embedding, RNN cells, attention).
+  attrs_of = masking.owners(checked)
 
   def make_wrapper(layer):
     if attrs_of[id(layer)] == ["kernel"]:

@@ -18,6 +18,14 @@ alone on a :class:`Run`::
 * :func:`finalize`: evaluation, metrics, the wrapped and stripped models.
 * :func:`export`: the sparse TFLite file, when ``config.export_tflite``.
 * :func:`record`: results.json and the finished state, written last.
+
+The Keras 3 phases (:mod:`sbp_tf.training.phases_keras3`,
+``config.framework = "keras3"``) reuse these: open_workdir and record as
+they are; build, obtain_masks, prune_at_init and export with their
+framework hooks (``make_model``, ``prune``/``validate``, ``prune_fn``,
+``to_tflite``); and the framework-free helpers :func:`open_checkpoints`,
+:func:`restore_newest_intact`, :func:`tensorboard`, :func:`fit_model` and
+:func:`final_metrics`.
 """
 
 import dataclasses
@@ -96,18 +104,21 @@ def open_workdir(run: Run) -> Optional[Dict[str, Any]]:
   return None
 
 
-def build(run: Run) -> None:
+def build(run: Run, *, make_model=None) -> None:
   """Builds the model and the test data, then creates the workdir.
 
   Bad model options and missing data (a wrong data_dir included) fail
-  before anything is written.
+  before anything is written. ``make_model(cfg, info)`` replaces the
+  tf_keras builder (seeded here) with another framework's (seeding itself).
   """
   cfg = run.cfg
   info = sbp_data.info(cfg.dataset.name)
-  keras.utils.set_random_seed(cfg.seed)
   run.batch = setup.global_batch(cfg, run.strategy)
+  if make_model is None:
+    keras.utils.set_random_seed(cfg.seed)
+    make_model = setup.build_model
   with run.strategy.scope():
-    run.model = setup.build_model(cfg, info)
+    run.model = make_model(cfg, info)
   run.test_ds, test_info = setup.load(
       cfg, "test", cfg.train.eval_batch_size or run.batch, shuffle=False,
       augment=False, limit=cfg.dataset.limit_test)
@@ -117,12 +128,13 @@ def build(run: Run) -> None:
   run.wd.create(cfg)
 
 
-def obtain_masks(run: Run) -> None:
+def obtain_masks(run: Run, *, prune=None, validate=None) -> None:
   """Loads masks.npz of an interrupted run, or prunes at init.
 
   Pruning writes masks.npz, the per-layer report and prune_diagnostics.json.
   A resumed run without masks.npz but with checkpoints is refused: it is
-  never re-pruned silently.
+  never re-pruned silently. ``prune(run) -> PruneResult`` and
+  ``validate(model, masks)`` replace the tf_keras ones (another framework).
   """
   wd, state = run.wd, run.wd.state()
   path = wd / "masks.npz"
@@ -136,12 +148,15 @@ def obtain_masks(run: Run) -> None:
         "(overwrite=True) to start over.")
   if run.resumed and path.exists():
     run.masks = _load_masks(path)
-    run.masks.validate(run.model)
+    if validate is None:
+      run.masks.validate(run.model)
+    else:
+      validate(run.model, run.masks)
     log.say(f"resuming {wd.path} after epoch {state['epochs_done']} "
             f"(masks from masks.npz, density {run.masks.density():.4f})")
     return
   run.resumed = False
-  result = prune_at_init(run)
+  result = (prune or prune_at_init)(run)
   run.masks = result.masks
   run.masks.save(str(path))
   report_lib.write_reports(run.masks, wd.path, "prune_report")
@@ -159,20 +174,25 @@ def _load_masks(path) -> pruning.Masks:
         "over.") from None
 
 
-def prune_at_init(run: Run) -> pruning.PruneResult:
+def prune_at_init(run: Run, *, prune_fn=None) -> pruning.PruneResult:
   """``pruning.prune`` of ``run.model`` as ``config.prune`` says, on
-  training batches of the global batch size (single-device masks)."""
+  training batches of the global batch size (single-device masks).
+
+  ``prune_fn`` (e.g. ``sbp_tf.keras3.prune``: same arguments, its own
+  default loss, one device) replaces ``pruning.prune``.
+  """
   cfg, p = run.cfg, run.cfg.prune
   data, _ = setup.load(cfg, "train", p.batch_size or run.batch, shuffle=True,
                        augment=False, limit=cfg.dataset.limit_train)
+  kw = dict(scope=p.scope, num_batches=p.num_batches, rescale=p.rescale,
+            rounds=p.rounds, seed=cfg.seed, keep_first=p.keep_first,
+            keep_last=p.keep_last, on_collapse=p.on_collapse,
+            **setup.method_options(cfg))
+  if prune_fn is None:
+    prune_fn = pruning.prune
+    kw.update(loss=pruning.default_loss(), strategy=run.strategy)
   t0 = time.time()
-  result = pruning.prune(
-      run.model, p.method, p.sparsity, data=data,
-      loss=pruning.default_loss(), scope=p.scope, num_batches=p.num_batches,
-      rescale=p.rescale, rounds=p.rounds, seed=cfg.seed,
-      keep_first=p.keep_first, keep_last=p.keep_last,
-      on_collapse=p.on_collapse, strategy=run.strategy,
-      **setup.method_options(cfg))
+  result = prune_fn(run.model, p.method, p.sparsity, data=data, **kw)
   log.say(f"pruned {cfg.model.name} with {p.method} to sparsity "
           f"{1 - result.masks.density():.4f} in {time.time() - t0:.1f} s")
   return result
@@ -214,8 +234,15 @@ def prepare_training(run: Run) -> None:
     # Slots exist before restore, so momentum is restored, not re-zeroed.
     opt = run.wrapped.optimizer
     getattr(opt, "inner_optimizer", opt).build(run.wrapped.trainable_variables)
-  run.checkpoint = tf.train.Checkpoint(model=run.wrapped,
-                                       optimizer=run.wrapped.optimizer)
+  open_checkpoints(run, run.wrapped, run.wrapped.optimizer)
+
+
+def open_checkpoints(run: Run, model, optimizer) -> None:
+  """The epoch checkpoints of ``model`` + ``optimizer`` (any framework whose
+  objects ``tf.train.Checkpoint`` tracks): restores the newest intact one
+  (resume) or writes the pruned init."""
+  cfg = run.cfg
+  run.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
   run.manager = tf.train.CheckpointManager(
       run.checkpoint, str(run.wd.ckpt_dir), max_to_keep=2,
       checkpoint_name="ckpt")
@@ -272,22 +299,37 @@ def fit(run: Run) -> None:
   t = run.cfg.train
   callbacks = list(sbp_tfmot.callbacks()) + [
       cb_lib.StepDecay(t.lr, t.epochs, t.lr_decay_at, t.lr_decay_factor)]
-  if importlib.util.find_spec("tensorboard") is not None:
-    # tf.summary writes nothing without it (TF >= 2.16 does not need it).
-    callbacks.append(keras.callbacks.TensorBoard(
-        str(run.wd / "tensorboard"), update_freq="epoch", profile_batch=0))
-  elif not run.resumed:
-    log.say("TensorBoard logs skipped: the tensorboard package is not "
-            "installed (pip install tensorboard).")
+  callbacks += tensorboard(run, keras)
   callbacks.append(cb_lib.EpochCheckpoint(run.wd, run.manager, t.epochs,
                                           _kernels(run.wrapped)))
+  fit_model(run, run.wrapped, callbacks)
+
+
+def tensorboard(run: Run, keras_module) -> list:
+  """``[keras_module.callbacks.TensorBoard]`` writing <workdir>/tensorboard,
+  or ``[]`` (said once) when the tensorboard package is not installed."""
+  if importlib.util.find_spec("tensorboard") is not None:
+    # tf.summary writes nothing without it (TF >= 2.16 does not need it).
+    return [keras_module.callbacks.TensorBoard(
+        str(run.wd / "tensorboard"), update_freq="epoch", profile_batch=0)]
+  if not run.resumed:
+    log.say("TensorBoard logs skipped: the tensorboard package is not "
+            "installed (pip install tensorboard).")
+  return []
+
+
+def fit_model(run: Run, model, callbacks) -> None:
+  """``model.fit`` from ``run.initial_epoch`` to ``train.epochs`` on the
+  resumable train stream (:func:`setup.train_stream`); any framework."""
+  t = run.cfg.train
   t_fit = time.time()
   if run.initial_epoch < t.epochs:
     ds, steps = setup.train_stream(run.cfg, run.batch, run.initial_epoch)
-    run.wrapped.fit(ds, epochs=t.epochs, initial_epoch=run.initial_epoch,
-                    steps_per_epoch=steps,
-                    validation_data=run.test_ds if t.validate_each_epoch
-                    else None, callbacks=callbacks, verbose=t.verbose)
+    model.fit(ds, epochs=t.epochs, initial_epoch=run.initial_epoch,
+              steps_per_epoch=steps,
+              validation_data=run.test_ds if t.validate_each_epoch else None,
+              # The stream is shuffled by seed already (resumable order).
+              shuffle=False, callbacks=callbacks, verbose=t.verbose)
   run.fit_s = time.time() - t_fit
 
 
@@ -298,14 +340,24 @@ def _kernels(model):
 def finalize(run: Run) -> None:
   """Evaluates on the test split, fills ``run.metrics`` and saves the wrapped
   and stripped models (model_wrapped.keras, model.keras)."""
-  t = run.cfg.train
   ev = run.wrapped.evaluate(run.test_ds, verbose=0, return_dict=True)
   run.stripped = sbp_tfmot.strip(run.wrapped)
+  m = final_metrics(run, ev, _kernels(run.wrapped))
+  run.wrapped.save(str(run.wd / "model_wrapped.keras"))
+  run.stripped.save(str(run.wd / "model.keras"))
+  run.metrics.update(m)
+
+
+def final_metrics(run: Run, ev, kernels) -> Dict[str, Any]:
+  """The run's metrics from ``evaluate``'s dict (accuracy, xent, loss), the
+  trained ``kernels`` (measured weight sparsity) and the workdir (per-epoch
+  rows, at-init diagnostics); framework-free."""
+  t = run.cfg.train
   m = dict(
       test_accuracy=float(ev["accuracy"]), test_loss=float(ev["xent"]),
       test_objective=float(ev["loss"]),
       sparsity=float(1 - run.masks.density()),
-      weight_sparsity=pruning.zero_fraction(_kernels(run.wrapped)),
+      weight_sparsity=pruning.zero_fraction(kernels),
       epochs_done=int(t.epochs), resumed_from_epoch=run.initial_epoch,
       num_replicas=int(run.strategy.num_replicas_in_sync),
       global_batch=run.batch, fit_time_s=run.fit_s)
@@ -321,9 +373,7 @@ def finalize(run: Run) -> None:
           "again (--overwrite).")
     except wd_lib.WorkdirError as e:  # a by-product: never lose the run
       log.say(f"at-init diagnostics skipped: {e}")
-  run.wrapped.save(str(run.wd / "model_wrapped.keras"))
-  run.stripped.save(str(run.wd / "model.keras"))
-  run.metrics.update(m)
+  return m
 
 
 def best_epoch_accuracy(rows) -> Dict[str, Any]:
@@ -341,15 +391,21 @@ def best_epoch_accuracy(rows) -> Dict[str, Any]:
   return dict(best_test_accuracy=float(best), best_epoch=int(epoch))
 
 
-def export(run: Run) -> None:
+def export(run: Run, *, to_tflite=None) -> None:
   """Writes model.tflite (sparse, outputs verified) when
-  ``config.export_tflite``; a converter gap is reported, never fatal."""
+  ``config.export_tflite``; a converter gap is reported, never fatal.
+
+  ``to_tflite(model, path) -> {bytes, verified, max_abs_diff, ...}``
+  replaces the tf_keras exporter (another framework).
+  """
   if not run.cfg.export_tflite:
     return
-  from sbp_tf import export as export_lib  # pylint: disable=g-import-not-at-top
+  if to_tflite is None:
+    from sbp_tf import export as export_lib  # pylint: disable=g-import-not-at-top
+    to_tflite = export_lib.export_for_run
   path = run.wd / "model.tflite"
   try:
-    rep = export_lib.export_for_run(run.stripped, str(path))
+    rep = to_tflite(run.stripped, str(path))
     run.metrics.update(tflite=str(path), tflite_bytes=int(rep["bytes"]),
                        tflite_verified=bool(rep["verified"]),
                        tflite_max_abs_diff=float(rep["max_abs_diff"]))

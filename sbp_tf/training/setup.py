@@ -47,20 +47,23 @@ def build_model(config, info):
   return model
 
 
-def make_optimizer(config):
+def make_optimizer(config, optimizers=None):
   """SGD (momentum, optional Nesterov) or Adam; decoupled decay if configured.
 
   With ``weight_decay_mode='decoupled'`` the update adds ``-lr * wd * W``
   (tf_keras' optimizer ``weight_decay``); ``'l2'`` adds ``wd/2 * ||W||^2`` to
-  the loss instead (see :func:`add_l2`).
+  the loss instead (see :func:`add_l2`). ``optimizers``: the module whose
+  ``SGD``/``Adam`` are built (default tf_keras'; Keras 3's
+  ``keras.optimizers`` has the same arguments and decay rule).
   """
   t = config.train
+  optimizers = optimizers or keras.optimizers
   wd = t.weight_decay if t.weight_decay_mode == "decoupled" else None
   if t.optimizer == "sgd":
-    opt = keras.optimizers.SGD(t.lr, momentum=t.momentum, nesterov=t.nesterov,
-                               weight_decay=wd)
+    opt = optimizers.SGD(t.lr, momentum=t.momentum, nesterov=t.nesterov,
+                         weight_decay=wd)
   else:
-    opt = keras.optimizers.Adam(t.lr, weight_decay=wd)
+    opt = optimizers.Adam(t.lr, weight_decay=wd)
   if wd:
     # Batch-norm scales/offsets and biases are not decayed (as in the paper).
     opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])

@@ -1,0 +1,163 @@
+"""Keep pruned weights exactly zero in a plain Keras 3 ``model.fit``.
+
+:func:`mask` sets each pruned kernel's constraint to a
+:class:`MaskConstraint`, ``W <- c(W) * mask`` (``c`` the constraint the
+layer already had, if any). Every Keras 3 optimizer applies a variable's
+constraint right after each update (``BaseOptimizer.apply``), so after every
+step, whatever the optimizer (SGD with momentum, Adam, weight decay), a
+pruned weight is exactly ``0``. The constraint is also the layer's
+``kernel_constraint`` (``depthwise_constraint``/``pointwise_constraint``),
+so it is part of the layer config: ``.keras`` files (and
+``ModelCheckpoint`` saving them) carry the masks, bit-packed, and a loaded
+model keeps enforcing them (``import sbp_tf.keras3`` first registers
+``sbp_tf_keras3>MaskConstraint``). Weights-only checkpoints
+(``.weights.h5``, ``tf.train.Checkpoint``) hold the zeros; the masks live in
+the model they are loaded into.
+
+Usage::
+
+    from sbp_tf import keras3
+    keras3.mask(model, result.masks)      # before compile/fit
+    model.compile("adam", loss, ...)
+    model.fit(x, y)                       # pruned weights stay exactly 0
+    keras3.masks_of(model)                # Masks read back from the model
+"""
+
+import base64
+import zlib
+from typing import Mapping
+
+import numpy as np
+
+from sbp_tf.keras3 import masks as masks_lib
+from sbp_tf.keras3._runtime import PACKAGE, check_model, keras
+from sbp_tf.keras3.targets import prunable_targets
+from sbp_tf.pruning.masks import Masks
+
+
+def _pack(mask: np.ndarray) -> str:
+  """0/1 array -> base64 of zlib(packbits): 1 bit per weight before zlib."""
+  bits = np.packbits(np.asarray(mask).ravel() != 0)
+  return base64.b64encode(zlib.compress(bits.tobytes(), 9)).decode("ascii")
+
+
+def _unpack(packed: str, shape) -> np.ndarray:
+  n = int(np.prod(shape))
+  raw = np.frombuffer(zlib.decompress(base64.b64decode(packed)), np.uint8)
+  return np.unpackbits(raw)[:n].reshape(shape).astype(np.float32)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MaskConstraint(keras.constraints.Constraint):
+  """``w -> inner(w) * mask``: keeps pruned entries exactly zero.
+
+  Args:
+    mask: 0/1 array of the kernel's shape (1 = kept).
+    inner: the constraint applied first (e.g. ``MaxNorm``), or None.
+    shape, packed: the serialized mask (from :meth:`get_config`).
+
+  Example::
+
+    c = MaskConstraint(np.array([[1., 0.], [0., 1.]]))
+    c(keras.ops.ones((2, 2)))           # [[1, 0], [0, 1]]
+  """
+
+  def __init__(self, mask=None, inner=None, *, shape=None, packed=None):
+    if mask is None:
+      if packed is None or shape is None:
+        raise ValueError("MaskConstraint needs a mask (or shape and packed "
+                         "from its config). Fix: MaskConstraint(mask_array).")
+      mask = _unpack(packed, tuple(shape))
+    mask = np.asarray(mask, np.float32)
+    if mask.size and not np.all((mask == 0) | (mask == 1)):
+      raise ValueError("MaskConstraint: the mask has values other than 0 and "
+                       "1. Fix: pass a binary mask (1 = kept).")
+    mask.setflags(write=False)
+    self.mask = mask
+    self.inner = keras.constraints.get(inner) if isinstance(inner, dict) \
+        else inner
+    # One backend tensor, created eagerly and captured by traced steps.
+    self._tensor = keras.ops.convert_to_tensor(mask)
+
+  def __call__(self, w):
+    if self.inner is not None:
+      w = self.inner(w)
+    m = self._tensor
+    if keras.backend.standardize_dtype(w.dtype) != "float32":
+      m = keras.ops.cast(m, w.dtype)
+    return keras.ops.multiply(w, m)
+
+  def get_config(self):
+    return {"shape": [int(d) for d in self.mask.shape],
+            "packed": _pack(self.mask),
+            "inner": (None if self.inner is None
+                      else keras.constraints.serialize(self.inner))}
+
+
+def _retrace(model) -> None:
+  """Drops a traced train step: constraints are read when it is traced."""
+  if getattr(model, "train_function", None) is not None:
+    model.make_train_function(force=True)
+
+
+def mask(model, masks: Mapping[str, np.ndarray]) -> Masks:
+  """Zeroes the pruned weights and keeps them zero in every later ``fit``.
+
+  Sets, for every key of ``masks``, ``W <- W * mask`` and the kernel's
+  constraint (variable and layer config) to :class:`MaskConstraint`; a
+  constraint the layer had is kept and applied first. Calling it again
+  replaces the masks. Call it before ``fit`` (a step traced earlier is
+  retraced).
+
+  Args:
+    model: a built Keras 3 model.
+    masks: key -> 0/1 mask (e.g. ``keras3.prune(...).masks``).
+
+  Returns:
+    the validated :class:`Masks`.
+
+  Raises:
+    ValueError: a key or shape that does not fit ``model`` (nothing changed).
+  """
+  check_model(model, "keras3.mask")
+  m = masks_lib.validate(model, masks)
+  masks_lib.zero_pruned(model, m)
+  for t in prunable_targets(model):
+    if t.key not in m:
+      continue
+    inner = getattr(t.layer, t.constraint_attr, None)
+    if isinstance(inner, MaskConstraint):
+      inner = inner.inner
+    c = MaskConstraint(m[t.key], inner=inner)
+    setattr(t.layer, t.constraint_attr, c)  # saved in the layer config
+    t.variable.constraint = c               # applied by the optimizer
+  _retrace(model)
+  return m
+
+
+def masks_of(model) -> Masks:
+  """The masks enforced on ``model`` (by :func:`mask` or loaded from a
+  ``.keras`` file), in layer order; empty if none."""
+  check_model(model, "keras3.masks_of")
+  out = {}
+  for t in prunable_targets(model):
+    c = t.variable.constraint
+    if isinstance(c, MaskConstraint):
+      out[t.key] = c.mask
+  return Masks(out)
+
+
+def unmask(model) -> Masks:
+  """Removes the mask constraints (restoring the layers' own) and returns
+  the masks; weights are left as they are (pruned ones zero)."""
+  found = masks_of(model)
+  for t in prunable_targets(model):
+    c = t.variable.constraint
+    if isinstance(c, MaskConstraint):
+      setattr(t.layer, t.constraint_attr, c.inner)
+      t.variable.constraint = c.inner
+  _retrace(model)
+  return found
+
+
+__all__ = ["MaskConstraint", "mask", "masks_of", "unmask"]

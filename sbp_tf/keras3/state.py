@@ -1,0 +1,133 @@
+"""Saving, restoring and linearizing the variables of a Keras 3 model.
+
+The Keras 3 counterpart of :mod:`sbp_tf.pruning.state`: scoring leaves a
+model bit for bit as it found it (:func:`snapshot` / :func:`restore` cover
+every variable: batch-norm statistics, dropout seed states), and
+:func:`linear_values` gives the values of SynFlow's linearized network
+(kernels replaced, every bias 0, batch norm the identity: gamma 1, beta 0,
+moving mean 0, moving variance 1; other float weights ``|w|``), which
+:func:`linearized` sets for the length of a ``with`` block.
+
+Usage::
+
+    snap = snapshot(model)
+    ...                          # anything that writes variables
+    restore(snap)                # bit-exact
+"""
+
+import contextlib
+from typing import Callable, List, Tuple
+
+import numpy as np
+
+from sbp_tf.keras3._runtime import keras
+from sbp_tf.keras3.targets import prunable_targets
+
+_BN_IDENTITY = (("gamma", 1.0), ("beta", 0.0), ("moving_mean", 0.0),
+                ("moving_variance", 1.0))
+
+
+def unique_variables(model) -> List:
+  """Every variable of ``model`` (weights, statistics, seed states), once."""
+  out, seen = [], set()
+  for v in model.variables:
+    if id(v) not in seen:
+      seen.add(id(v))
+      out.append(v)
+  return out
+
+
+def snapshot(model) -> List[Tuple[object, np.ndarray]]:
+  """``(variable, value)`` for every variable of ``model`` (host copies)."""
+  return [(v, np.array(v.numpy(), copy=True)) for v in unique_variables(model)]
+
+
+def restore(snap) -> None:
+  """Writes back the values of a :func:`snapshot` (bit-exact)."""
+  for v, value in snap:
+    v.assign(value)
+
+
+def is_floating(variable) -> bool:
+  return "float" in keras.backend.standardize_dtype(variable.dtype)
+
+
+def sublayers(model):
+  """Every layer nested in ``model``, each once (depth first)."""
+  out, seen, stack = [], set(), list(reversed(model.layers))
+  while stack:
+    layer = stack.pop()
+    if id(layer) in seen:
+      continue
+    seen.add(id(layer))
+    out.append(layer)
+    stack.extend(reversed(getattr(layer, "layers", None) or []))
+    inner = getattr(layer, "layer", None)  # wrappers
+    if isinstance(inner, keras.layers.Layer):
+      stack.append(inner)
+  return out
+
+
+def _roles(model):
+  """``id(variable) -> value`` for batch-norm variables and biases."""
+  roles = {}
+  for layer in sublayers(model):
+    if isinstance(layer, keras.layers.BatchNormalization):
+      for attr, val in _BN_IDENTITY:
+        v = getattr(layer, attr, None)
+        if v is not None:
+          roles[id(v)] = val
+    for attr in ("bias", "depthwise_bias"):
+      v = getattr(layer, attr, None)
+      if isinstance(v, keras.Variable):
+        roles[id(v)] = 0.0
+  return roles
+
+
+def linear_values(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray]
+                  ) -> List[Tuple[object, np.ndarray]]:
+  """``(variable, value)`` of SynFlow's linearized state of ``model``.
+
+  Kernels ``kernel_fn(key, W)``; biases 0; batch norm the identity; other
+  floating variables ``|w|``; integer variables (seed states, counters) are
+  left out. Reads ``model`` and changes nothing.
+  """
+  kernels = {id(t.variable): t.key for t in prunable_targets(model)}
+  roles = _roles(model)
+  out = []
+  for v in unique_variables(model):
+    if not is_floating(v):
+      continue
+    value = v.numpy()
+    if id(v) in kernels:
+      new = kernel_fn(kernels[id(v)], value)
+    elif id(v) in roles:
+      new = np.full_like(value, roles[id(v)])
+    else:
+      new = np.abs(value)
+    out.append((v, new))
+  return out
+
+
+@contextlib.contextmanager
+def linearized(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray]):
+  """Context: the :func:`linear_values` state, every layer's ``activation``
+  attribute the identity (eager calls see it); restored bit-exactly on exit,
+  also on error."""
+  snap = snapshot(model)
+  swapped = [(l, l.activation) for l in sublayers(model)
+             if callable(getattr(l, "activation", None))]
+  try:
+    for layer, _ in swapped:
+      layer.activation = keras.activations.linear
+    for v, new in linear_values(model, kernel_fn):
+      v.assign(np.asarray(new, v.dtype))
+    yield
+  finally:
+    for layer, act in swapped:
+      layer.activation = act
+    restore(snap)
+
+
+__all__ = ["is_floating", "linear_values", "linearized", "restore",
+           "snapshot", "sublayers", "unique_variables"]
