@@ -10,7 +10,7 @@ Masking needs a few private Keras/TF attributes that have no public
 equivalent. Each is read or written by exactly one small function below
 (``set_variable_constraint``, ``autocast_inner``, ``is_graph_network``,
 ``nodes_by_depth``, ``flatten_layers``, ``batch_input_shape``,
-``set_batch_input_shape``); tests/test_compat.py checks each one against the
+``set_batch_input_shape``, ``build_input_shape``); tests/test_compat.py checks each one against the
 installed Keras, so a Keras release that moves an internal fails there, by
 name, instead of deep inside pruning.
 
@@ -57,7 +57,7 @@ def check_not_keras3(model, where: str) -> None:
 __all__ = ["tf", "keras", "check_not_keras3", "register_serializable",
            "set_variable_constraint", "autocast_inner", "is_graph_network",
            "nodes_by_depth", "flatten_layers", "batch_input_shape",
-           "set_batch_input_shape"]
+           "set_batch_input_shape", "build_input_shape"]
 
 
 def register_serializable(cls):
@@ -141,3 +141,29 @@ def set_batch_input_shape(layer, shape) -> None:
   """Declares ``layer``'s input shape as if built with ``input_shape=``, so a
   Sequential model starting with it knows its input (wrappers forward it)."""
   layer._batch_input_shape = shape  # pylint: disable=protected-access
+
+
+def _is_shape(s) -> bool:
+  return isinstance(s, tf.TensorShape) or (
+      isinstance(s, (list, tuple)) and
+      all(d is None or isinstance(d, int) for d in s))
+
+
+def build_input_shape(model):
+  """The input shape(s) ``model`` was built with (``model.build(shape)`` or
+  its first call), batch dimension first, or None if it never was.
+
+  Returns one ``tf.TensorShape``, a list of them or a dict of them, in the
+  structure of the model's input (what ``build`` takes: a shape, a list or
+  a dict of shapes). A subclassed model records its inputs nowhere else
+  when it was built without being called.
+  """
+  # Set by Layer._maybe_build (first call) and by Model.build.
+  shape = getattr(model, "_build_input_shape", None)
+  if shape is None:
+    return None
+  if _is_shape(shape):
+    return tf.TensorShape(shape)
+  if isinstance(shape, dict):
+    return {k: tf.TensorShape(v) for k, v in shape.items()}
+  return [tf.TensorShape(v) for v in shape]

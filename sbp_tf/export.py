@@ -614,20 +614,41 @@ def time_interpreter(content: bytes, runs: int = _LATENCY_RUNS, *, x=None,
 
 
 def _write_and_verify(plain, path, sparse, quantize, x, origin) -> tuple:
-  """Converts, writes ``path`` atomically, verifies; (content, report)."""
-  content = convert(plain, sparse=sparse, quantize=quantize,
-                    representative_data=_feedable(plain, x))
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  files.write_bytes(path, content)
+  """Converts, verifies, writes ``path`` atomically; (content, report).
+
+  If the sparse encoding's outputs do not verify while the same model
+  converted dense does, the dense file is written instead and the report
+  says why (``sparse_fallback``): TensorFlow 2.21's converter mis-encodes
+  some sparsity patterns of fully connected kernels (found on a 70x16 kernel
+  with 24 nonzeros), and a wrong file must never be written as a verified
+  one.
+  """
   # The caller states the mode, so tolerances follow it, not the file.
   tols = (None, None) if quantize is None else (0.0, _QUANT_RTOL)
-  check = verify(content, plain, _feedable(plain, x), atol=tols[0],
-                 rtol=tols[1], on_mismatch="ignore")
+
+  def attempt(sp):
+    content = convert(plain, sparse=sp, quantize=quantize,
+                      representative_data=_feedable(plain, x))
+    return content, verify(content, plain, _feedable(plain, x),
+                           atol=tols[0], rtol=tols[1], on_mismatch="ignore")
+
+  content, check = attempt(sparse)
+  fallback = None
+  if sparse and not check["verified"]:
+    dense_content, dense_check = attempt(False)
+    if dense_check["verified"]:
+      fallback = (f"the sparse encoding's outputs differ from Keras "
+                  f"(max abs diff {check['max_abs_diff']:.3g}); wrote the "
+                  "dense encoding, which verifies")
+      warnings.warn(f"{path}: {fallback}.")
+      content, check, sparse = dense_content, dense_check, False
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  files.write_bytes(path, content)
   check["inputs"] = f"{origin} ({len(x[0])} examples)"
   if not check["verified"]:
     warnings.warn(_mismatch(check, path))
   report = {"path": str(path), "bytes": len(content), "sparse": bool(sparse),
-            "quantize": quantize}
+            "quantize": quantize, "sparse_fallback": fallback}
   report.update(check)
   return content, report
 

@@ -354,6 +354,9 @@ def clone_wrapping(model, make_wrapper: Callable, layer_ids) -> keras.Model:
   clone = keras.models.clone_model(model, clone_function=clone_fn)
   if not clone.built:
     clone.build(model.input_shape)
+  # A wrapped output layer is named after its wrapper; the user's per-output
+  # losses and metrics ({"cls": ...}) address the original output names.
+  clone.output_names = list(model.output_names)
   return clone
 
 

@@ -1,4 +1,5 @@
-"""Test-wide set-up: Keras 2 before TensorFlow, and a data-folder fixture."""
+"""Test-wide set-up: Keras 2 before TensorFlow, a data-folder fixture, and
+the opt-in ``heavy`` marker (skipped unless ``SBP_TF_HEAVY_TESTS=1``)."""
 
 import os
 import pathlib
@@ -23,3 +24,20 @@ def shared_data():
   if not (SHARED_DATA / "README.md").exists():
     pytest.skip(f"real data folder {SHARED_DATA} is absent (set SBP_SHARED_DATA)")
   return SHARED_DATA
+
+
+HEAVY = os.environ.get("SBP_TF_HEAVY_TESTS") == "1"
+
+
+def pytest_collection_modifyitems(config, items):
+  """Skips ``@pytest.mark.heavy`` tests (minutes each on 2 cores) unless
+  ``SBP_TF_HEAVY_TESTS=1``: the default run stays within ~20 minutes."""
+  del config
+  if HEAVY:
+    return
+  skip = pytest.mark.skip(reason=(
+      "heavy test (minutes on 2 cores), off by default. Run it with "
+      "SBP_TF_HEAVY_TESTS=1 python3 -m pytest -m heavy"))
+  for item in items:
+    if "heavy" in item.keywords:
+      item.add_marker(skip)

@@ -1,11 +1,12 @@
 """Pruning users' own tf_keras models: every method, wrap, fit, strip, save.
 
 Each model kind (subclassed, Embedding + LSTM/GRU, a transformer encoder, a
-Conv3D net, and keras.applications MobileNetV2 / EfficientNetB0) is pruned
-at 90% by every method on random data; then the exact kept count, the
-per-layer report, wrapping (tfmot / MaskedLayer, or in-place constraints for
-a subclassed model), two training steps with the zeros holding, strip and a
-`.keras` round trip are checked.
+Conv3D net, two inputs and two outputs, and keras.applications MobileNetV2 /
+EfficientNetB0) is pruned at 90% by every method on random data; then the
+exact kept count, the per-layer report, wrapping (tfmot / MaskedLayer, or
+in-place constraints for a subclassed model), two training steps with the
+zeros holding, strip and a `.keras` round trip are checked (and, for two
+inputs and outputs, the TFLite export of every output).
 """
 
 import warnings
@@ -13,8 +14,9 @@ import warnings
 import numpy as np
 import pytest
 
-from sbp_tf import masking, pruning
+from sbp_tf import export, masking, pruning
 from sbp_tf.compat import keras, tf
+from sbp_tf.pruning import scores as scores_lib
 import sbp_tf.tfmot as sbp_tfmot
 
 METHODS = ["sbp", "magnitude", "random", "grasp", "synflow"]
@@ -136,13 +138,6 @@ def _run(build, method, tmp_path):
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("name", sorted(FAST))
 def test_every_method_on_client_models(name, method, tmp_path):
-  if name == "subclassed" and method == "synflow":
-    # SynFlow needs the model's inputs, which a subclassed model does not
-    # record (input handling is outside this suite): a named error.
-    model, _ = subclassed()
-    with pytest.raises(ValueError, match="Fix"):
-      pruning.prune(model, "synflow", 0.9, rounds=1)
-    return
   model, res = _run(FAST[name], method, tmp_path)
   keys = list(res.masks)
   if name in ("lstm", "gru"):
@@ -156,6 +151,111 @@ def test_every_method_on_client_models(name, method, tmp_path):
     assert "connectivity_unavailable" in res.diagnostics
   if method == "synflow":
     assert all(np.any(s) for s in res.scores.values())
+
+
+def _res_mlp_closed_form(model):
+  """SynFlow of ResMLP by hand: ``(R, scores)``.
+
+  With ``A = |W|``, biases 0, ReLU the identity and ``u = 1`` (8 inputs):
+  ``h = u + u A1 A2`` (the residual add), ``out = h A3``, so with
+  ``v = A3 1``: ``R = u.v + u A1 A2 v``, ``dR/dA1 = u (A2 v)^T``,
+  ``dR/dA2 = (u A1)^T v^T``, ``dR/dA3 = h^T 1^T``; ``S = A * dR/dA``.
+  """
+  a1, a2, a3 = (np.abs(l.kernel.numpy().astype(np.float64))
+                for l in (model.d1, model.d2, model.head))
+  u = np.ones(a1.shape[0])
+  v = a3.sum(1)
+  h = u + u @ a1 @ a2
+  return float(h @ v), {"d1/kernel": a1 * np.outer(u, a2 @ v),
+                        "d2/kernel": a2 * np.outer(u @ a1, v),
+                        "head/kernel": a3 * np.outer(h, np.ones(a3.shape[1]))}
+
+
+@pytest.mark.parametrize("how", ["called", "built"])
+def test_synflow_on_subclassed_model_is_the_closed_form(how):
+  keras.utils.set_random_seed(0)
+  model = ResMLP()
+  if how == "called":
+    model(tf.ones((2, 8)))  # the shape of its first call
+  else:
+    model.build((None, 8))  # the shape given to build
+  assert scores_lib.input_shapes(model) == [[1, 8]]
+  got = pruning.score(model, "synflow")
+  r, want = _res_mlp_closed_form(model)
+  assert r > 1.0  # the ones input alone adds u.v = sum |W3|
+  for k in want:
+    # Float32 on the model itself (no config to clone in float64).
+    np.testing.assert_allclose(got[k], want[k], rtol=0,
+                               atol=1e-6 * want[k].max(), err_msg=k)
+  # The last layer's scores sum to R; d1's to the flow through the branch.
+  np.testing.assert_allclose(got["head/kernel"].sum(), r, rtol=1e-6)
+  np.testing.assert_allclose(got["d1/kernel"].sum(),
+                             r - np.abs(model.head.kernel.numpy()).sum(),
+                             rtol=1e-6)
+
+
+def test_synflow_on_a_never_called_subclassed_model_names_the_fix():
+  with pytest.raises(ValueError, match=r"never been called or built.*Fix: "
+                     r"call it once"):
+    scores_lib.input_shapes(ResMLP())
+
+
+SCE = keras.losses.SparseCategoricalCrossentropy
+TWO_IO_LOSS = {"cls": SCE(from_logits=True), "reg": "mse"}
+
+
+def two_io():
+  """Image + vector in; 10-way logits ('cls') and a scalar ('reg') out."""
+  img, vec = keras.Input((6, 6, 1), name="img"), keras.Input((5,), name="vec")
+  h = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, activation="relu",
+                                                 name="c1")(img))
+  h = keras.layers.Concatenate()([h, keras.layers.Dense(6, name="dv")(vec)])
+  h = keras.layers.Dense(16, activation="relu", name="d1")(h)
+  return keras.Model([img, vec], [keras.layers.Dense(10, name="cls")(h),
+                                  keras.layers.Dense(1, name="reg")(h)])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_two_inputs_two_outputs_full_workflow(method, tmp_path):
+  keras.utils.set_random_seed(0)
+  model = two_io()
+  rng = np.random.default_rng(0)
+  x = (rng.normal(size=(8, 6, 6, 1)).astype("float32"),
+       rng.normal(size=(8, 5)).astype("float32"))
+  y = (rng.integers(0, 10, 8), rng.normal(size=(8, 1)).astype("float32"))
+  keys = ["c1/kernel", "dv/kernel", "d1/kernel", "cls/kernel", "reg/kernel"]
+  assert [t.key for t in pruning.prunable_targets(model)] == keys
+  n = 3 * 3 * 4 + 5 * 6 + (16 * 4 + 6) * 16 + 16 * 10 + 16
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    res = pruning.prune(model, method, 0.9, data=(x, y), loss=TWO_IO_LOSS,
+                        seed=0, rounds=1, on_collapse="ignore")
+  assert res.masks.kept() == round(0.1 * n) == 136
+  if method == "synflow":  # both heads and both inputs are on paths
+    assert all(np.any(s) for s in res.scores.values())
+  wrapped = sbp_tfmot.wrap(model, res.masks)
+  # The same losses, keyed by the model's output names, as the user's fit.
+  wrapped.compile(keras.optimizers.Adam(0.05), TWO_IO_LOSS)
+  hist = wrapped.fit(x, y, batch_size=4, epochs=1, verbose=0,
+                     callbacks=sbp_tfmot.callbacks())
+  assert np.isfinite(hist.history["loss"][0])
+  assert _zeros_hold(wrapped, res.masks)
+  final = sbp_tfmot.strip(wrapped)
+  path = str(tmp_path / "final.keras")
+  final.save(path)
+  loaded = keras.models.load_model(path)
+  want = final.predict(list(x), verbose=0)
+  for got, ref in zip(loaded.predict(list(x), verbose=0), want):
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+  assert _zeros_hold(loaded, res.masks)
+  report = export.to_tflite(loaded, str(tmp_path / "final.tflite"),
+                            representative_data=x, compare_dense=False,
+                            time_runs=0)
+  assert report["verified"], report
+  assert set(report["outputs"]) == {"cls", "reg"}
+  for name, ref in zip(("cls", "reg"), want):
+    assert report["outputs"][name]["max_abs_diff"] <= 1e-4 * max(
+        1.0, float(np.abs(ref).max())), (name, report["outputs"][name])
 
 
 @pytest.mark.slow

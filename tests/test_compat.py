@@ -127,3 +127,28 @@ def test_batch_input_shape_round_trip():
   compat.set_batch_input_shape(plain, (None, 7))
   model = keras.Sequential([plain])
   assert model.built and tuple(model.input_shape) == (None, 7)
+
+
+def test_build_input_shape_of_a_subclassed_model():
+  from sbp_tf import compat  # pylint: disable=g-import-not-at-top
+
+  class Sub(keras.Model):
+
+    def __init__(self):
+      super().__init__()
+      self.d = keras.layers.Dense(2)
+
+    def call(self, x):
+      if isinstance(x, dict):
+        return self.d(tf.concat([x["a"], x["b"]], -1))
+      return self.d(x)
+
+  unbuilt = Sub()
+  assert compat.build_input_shape(unbuilt) is None
+  built = Sub()
+  built.build((None, 7))  # build only: the shape Keras was given
+  assert compat.build_input_shape(built) == tf.TensorShape([None, 7])
+  called = Sub()
+  called({"a": tf.ones((3, 2)), "b": tf.ones((3, 4))})  # first call's shapes
+  assert compat.build_input_shape(called) == {
+      "a": tf.TensorShape([3, 2]), "b": tf.TensorShape([3, 4])}

@@ -254,3 +254,36 @@ def test_to_tflite_switches_skip_dense_reference_and_timing(monkeypatch,
   dense = export.to_tflite(model, tmp_path / "c.tflite", sparse=False,
                            time_runs=0)
   assert len(calls) == 1 and dense["size_ratio"] == 1.0  # own reference
+
+
+# A 70x16 fully connected kernel whose 24 nonzeros TensorFlow 2.21's sparse
+# encoding gets wrong (found on a magnitude-pruned client model).
+_BAD_PATTERN = [(4, 7), (6, 6), (8, 14), (10, 15), (12, 0), (13, 14), (14, 0),
+                (14, 14), (17, 5), (27, 9), (31, 14), (33, 3), (33, 11),
+                (41, 1), (43, 7), (44, 1), (49, 12), (50, 8), (52, 7),
+                (54, 11), (63, 1), (63, 6), (68, 3), (68, 13)]
+
+
+def test_a_sparse_encoding_that_does_not_verify_falls_back_to_dense(tmp_path):
+  rng = np.random.default_rng(0)
+  kernel = np.zeros((70, 16), np.float32)
+  for i, (r, c) in enumerate(_BAD_PATTERN):
+    kernel[r, c] = 0.5 + 0.05 * i
+  x = keras.Input((70,))
+  layer = keras.layers.Dense(16, use_bias=False)
+  m = keras.Model(x, layer(x))
+  layer.kernel.assign(kernel)
+  data = rng.normal(size=(8, 70)).astype(np.float32)
+  sparse_check = export.verify(export.convert(m, sparse=True), m, data,
+                               on_mismatch="ignore")
+  with warnings.catch_warnings(record=True):
+    warnings.simplefilter("always")
+    rep = export.export_for_run(m, str(tmp_path / "m.tflite"),
+                                representative_data=data)
+  assert rep["verified"]  # never a wrong file reported as the model
+  if sparse_check["verified"]:  # a converter that encodes it right
+    assert rep["sparse"] and rep["sparse_fallback"] is None
+  else:
+    assert not rep["sparse"] and "dense encoding" in rep["sparse_fallback"]
+    got = export.verify((tmp_path / "m.tflite").read_bytes(), m, data)
+    assert got["max_abs_diff"] < 1e-5

@@ -22,6 +22,7 @@ import numpy as np
 
 from sbp_tf.keras3._runtime import keras
 from sbp_tf.keras3.targets import prunable_targets
+from sbp_tf.pruning import state as _k2_state
 
 _BN_IDENTITY = (("gamma", 1.0), ("beta", 0.0), ("moving_mean", 0.0),
                 ("moving_variance", 1.0))
@@ -109,25 +110,86 @@ def linear_values(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray]
   return out
 
 
+def _classes(*names) -> Tuple[type, ...]:
+  return tuple(getattr(keras.layers, n) for n in names
+               if hasattr(keras.layers, n))
+
+
+# Layer class -> its linearized ``call(layer, inputs, *args, **kwargs)``: the
+# tf_keras path's functions, so both paths score the same network.
+_LINEAR_CALLS = [
+    (_classes("ReLU", "LeakyReLU", "ELU", "PReLU", "Activation",
+              "LayerNormalization", "GroupNormalization", "UnitNormalization",
+              "Normalization", "Rescaling"),
+     _k2_state._identity),  # pylint: disable=protected-access
+    (_classes("Softmax"),
+     _k2_state._uniform_softmax),  # pylint: disable=protected-access
+    (_classes("Multiply"),
+     _k2_state._gated_product),  # pylint: disable=protected-access
+]
+
+
+_MISSING = object()
+
+
+def _bind(call, layer):
+  return lambda inputs, *args, **kwargs: call(layer, inputs, *args, **kwargs)
+
+
+def linearize_layers(model) -> List[Tuple[object, object]]:
+  """Sets the linear ``call`` of every layer of ``model`` with one (see the
+  module docstring); nested layers (attention's softmax) included.
+
+  Returns:
+    Undo records for :func:`unlinearize_layers`.
+  """
+  undo = []
+  for layer in sublayers(model):
+    for classes, call in _LINEAR_CALLS:
+      if isinstance(layer, classes):
+        # An instance attribute: Layer.__call__ looks ``self.call`` up, so
+        # the class and other instances are untouched.
+        undo.append((layer, layer.__dict__.get("call", _MISSING)))
+        object.__setattr__(layer, "call", _bind(call, layer))
+        break
+  return undo
+
+
+def unlinearize_layers(undo) -> None:
+  """Undoes :func:`linearize_layers` (records in reverse order)."""
+  for layer, old in reversed(undo):
+    if old is _MISSING:
+      layer.__dict__.pop("call", None)
+    else:
+      object.__setattr__(layer, "call", old)
+
+
 @contextlib.contextmanager
-def linearized(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray]):
+def linearized(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray],
+               layers: bool = False):
   """Context: the :func:`linear_values` state, every layer's ``activation``
-  attribute the identity (eager calls see it); restored bit-exactly on exit,
-  also on error."""
+  attribute the identity (eager calls see it) and, with ``layers``, the
+  :func:`linearize_layers` form (TensorFlow backend only); restored
+  bit-exactly on exit, also on error."""
   snap = snapshot(model)
   swapped = [(l, l.activation) for l in sublayers(model)
              if callable(getattr(l, "activation", None))]
+  calls = []
   try:
     for layer, _ in swapped:
       layer.activation = keras.activations.linear
+    if layers:
+      calls = linearize_layers(model)
     for v, new in linear_values(model, kernel_fn):
       v.assign(np.asarray(new, v.dtype))
     yield
   finally:
+    unlinearize_layers(calls)
     for layer, act in swapped:
       layer.activation = act
     restore(snap)
 
 
-__all__ = ["is_floating", "linear_values", "linearized", "restore",
-           "snapshot", "sublayers", "unique_variables"]
+__all__ = ["is_floating", "linear_values", "linearize_layers", "linearized",
+           "restore", "snapshot", "sublayers", "unique_variables",
+           "unlinearize_layers"]

@@ -259,10 +259,13 @@ class SynFlow(Method):
   rounds of the exponential schedule by default.
 
   Inputs: every input of the model (any number, in a list or a dict) is
-  all ones. An integer input (token ids) is token id 1 at every position,
-  so an ``Embedding`` feeds ``|E[1]|`` (row 1 of ``|E|``) to every
-  position, and an embedding's own score is nonzero only in row 1 (the
-  only row on a path); the embedding must have ``input_dim >= 2``.
+  all ones, of the shape the model records (a functional or Sequential
+  model's inputs; a subclassed model's first call, or its ``build`` shape).
+  An integer input (token ids) is token id 1 at every position, so an
+  ``Embedding`` feeds ``|E[1]|`` (row 1 of ``|E|``) to every position.
+  Embeddings are prunable targets like kernels: an embedding's own score is
+  nonzero only in row 1 (the only row on a path), so its other rows score 0
+  and are the first pruned; it must have ``input_dim >= 2``.
 
   ``R`` and ``dR/dW`` are computed on a float64 copy of the network (cloned
   from its config with every layer in float64; float32 weights are exact in
@@ -277,10 +280,10 @@ class SynFlow(Method):
 
   Fallbacks:
 
-  * The model cannot be cloned in float64 (a layer without a usable
-    ``get_config``/``from_config``, or one computing in another dtype): the
-    same formula in float32 on the model itself (batch of two all-ones rows,
-    ``R`` halved; see ``_float32_runner``).
+  * The model cannot be cloned in float64 (a subclassed model, a layer
+    without a usable ``get_config``/``from_config``, or one computing in
+    another dtype): the same formula in float32 on the model itself (batch
+    of two all-ones rows, ``R`` halved; see ``_float32_runner``).
   * ``R`` or a score is not finite (or ``R`` underflows to 0): for a chain
     (:func:`_is_chain`), retry with each kernel divided by its mean, then
     its max, absolute fan-in sum ``a_l`` (the scores are those of the
@@ -291,8 +294,8 @@ class SynFlow(Method):
 
   Raises:
     ValueError: ``R`` overflows and the model is not a chain (or is still
-      not finite after rescaling); or the model's inputs are unknown
-      (subclassed) or of no fixed shape.
+      not finite after rescaling); or the model's input shape is unknown
+      (never called or built) or not fixed.
   """
   default_rounds = 100
   PRECISIONS = ("float64", "float32")
@@ -374,17 +377,63 @@ def _fan_in_scale(ctx, how: str) -> Dict[str, float]:
   return scale
 
 
+def _recorded_inputs(model):
+  """``(specs, struct)``: each input of ``model`` as a ``tf.TensorSpec``
+  (batch dimension first), flat, and the structure the model takes them in
+  (None: one tensor or a flat list).
+
+  A functional or Sequential model (tf_keras or Keras 3) records its inputs;
+  a subclassed tf_keras model records the arguments of its first call
+  (``save_spec``), or, if it was only built, the shape given to ``build``
+  (float inputs, as ``build`` feeds).
+
+  Raises:
+    ValueError: the model records no inputs (never called or built).
+  """
+  inputs = getattr(model, "inputs", None)
+  if inputs:
+    specs = [tf.TensorSpec(tuple(x.shape), x.dtype) for x in inputs]
+    try:
+      struct = model.input
+    except (AttributeError, ValueError):  # no recorded structure: flat
+      struct = None
+    return specs, struct
+  # Subclassed: what its first call was given (the inputs are the first
+  # argument of call), else what build was given.
+  save_spec = getattr(model, "save_spec", None)
+  spec = save_spec(dynamic_batch=True) if callable(save_spec) else None
+  if spec is not None and spec[0]:
+    struct = spec[0][0]
+  else:
+    shape = compat.build_input_shape(model)
+    struct = None if shape is None else tf.nest.map_structure(
+        lambda s: tf.TensorSpec(s, keras.backend.floatx()), shape)
+  if struct is None and getattr(model, "built", False):
+    raise ValueError(  # built, yet no shape kept (a Keras 3 subclassed model)
+        f"synflow needs the input shape of model {model.name!r}, which it "
+        "does not record. Fix: build it as a functional or Sequential model.")
+  if struct is None:
+    raise ValueError(
+        f"synflow needs the input shape of model {model.name!r}, which has "
+        "never been called or built, so it records none. Fix: call it once "
+        "on a batch of inputs (model(x)) or build it "
+        "(model.build(input_shape)) before pruning.")
+  return tf.nest.flatten(struct), struct
+
+
 def input_shapes(model) -> List[List[int]]:
-  """Per model input (tf_keras or Keras 3): its shape with batch 1;
-  ValueError if not fixed."""
-  if not getattr(model, "inputs", None):
-    raise ValueError(f"synflow needs the inputs of model {model.name!r}, "
-                     "which a subclassed model does not record. Fix: build "
-                     "it as a functional or Sequential model.")
-  shapes = [list(x.shape[1:]) for x in model.inputs]
+  """Per model input (tf_keras or Keras 3; functional, Sequential or a
+  subclassed model called or built once): its shape with batch 1.
+
+  Raises:
+    ValueError: the shape is not fixed, or not known (see
+      :func:`_recorded_inputs`).
+  """
+  specs, _ = _recorded_inputs(model)
+  shapes = [list(x.shape[1:]) for x in specs]
   if any(d is None for s in shapes for d in s):
     raise ValueError(f"synflow needs a fixed input shape, got "
-                     f"{[tuple(x.shape) for x in model.inputs]}. Fix: build "
+                     f"{[tuple(x.shape) for x in specs]}. Fix: build "
                      "the model with a full input shape.")
   return [[1] + [int(d) for d in s] for s in shapes]
 
@@ -398,12 +447,8 @@ def _all_ones(model, shapes, batch: int):
   1, so an ``Embedding`` feeds its row 1, ``|W[1]|`` in the linearized
   state, at every position.
   """
-  flat = [tf.ones([batch] + s[1:], x.dtype) for s, x in zip(shapes,
-                                                            model.inputs)]
-  try:
-    struct = model.input
-  except (AttributeError, ValueError):  # no recorded structure: flat
-    struct = None
+  specs, struct = _recorded_inputs(model)
+  flat = [tf.ones([batch] + s[1:], x.dtype) for s, x in zip(shapes, specs)]
   if struct is not None and len(tf.nest.flatten(struct)) == len(flat):
     return tf.nest.pack_sequence_as(struct, flat)
   return flat if len(flat) > 1 else flat[0]
@@ -470,6 +515,10 @@ def _float64_runner(model, targets):
   its traced graph is checked to hold no tensor of a narrower float type.
   """
   shapes = input_shapes(model)
+  if not getattr(model, "inputs", None):
+    # A subclassed model: its call is code, not a config to rebuild.
+    return None, (f"model {model.name!r} is subclassed (no config to clone "
+                  "it from)")
   try:
     clone, own, cloned, mapped, kernels = _float64_clone(model, targets,
                                                          shapes)
