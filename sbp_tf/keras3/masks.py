@@ -20,6 +20,7 @@ from typing import Mapping
 import numpy as np
 
 from sbp_tf.keras3.targets import prunable_targets
+from sbp_tf.pruning import masks as masks_lib
 from sbp_tf.pruning.masks import Masks, Report
 
 __all__ = ["Masks", "Report", "ones_like", "report", "validate",
@@ -44,23 +45,7 @@ def validate(model, masks: Mapping[str, np.ndarray],
       ``complete``) a missing key; the message names the first and the fix.
   """
   m = _as_masks(masks)
-  targets = {t.key: t for t in prunable_targets(model)}
-  for k, a in m.items():
-    if k not in targets:
-      raise ValueError(
-          f"Mask key {k!r} is not a prunable weight of model {model.name!r} "
-          f"(its keys: {', '.join(list(targets)[:8])}"
-          f"{', ...' if len(targets) > 8 else ''}). Fix: compute the masks on "
-          "a model with the same layer names (prunable_targets keys).")
-    shape = tuple(targets[k].variable.shape)
-    if tuple(a.shape) != shape:
-      raise ValueError(
-          f"Mask {k!r} has shape {tuple(a.shape)} but the model's weight has "
-          f"shape {shape}. Fix: compute the masks on the same architecture.")
-  missing = [k for k in targets if k not in m]
-  if complete and missing:
-    raise ValueError(f"No mask for prunable weight(s) {missing[:5]}. Fix: "
-                     "prune the whole model or pass complete=False.")
+  masks_lib.check_against(m, prunable_targets(model), model.name, complete)
   return m
 
 

@@ -119,6 +119,34 @@ class Report(list):
     return path
 
 
+def check_against(masks: Mapping[str, np.ndarray], targets, model_name: str,
+                  complete: bool = False) -> None:
+  """Every mask names one of ``targets`` (any framework's) with its shape.
+
+  Raises:
+    ValueError: naming the first unknown key or shape mismatch (or, with
+      ``complete``, the missing keys), and the fix.
+  """
+  targets = {t.key: t for t in targets}
+  for k, m in masks.items():
+    if k not in targets:
+      raise ValueError(
+          f"Mask key {k!r} is not a prunable weight of model "
+          f"{model_name!r} (its keys: {', '.join(list(targets)[:8])}"
+          f"{', ...' if len(targets) > 8 else ''}). Fix: compute the masks "
+          "on a model with the same layer names (prunable_targets keys).")
+    shape = tuple(targets[k].variable.shape)
+    if tuple(np.shape(m)) != shape:
+      raise ValueError(
+          f"Mask {k!r} has shape {tuple(np.shape(m))} but the model's weight "
+          f"has shape {shape}. Fix: compute the masks on the same "
+          "architecture.")
+  missing = [k for k in targets if k not in masks]
+  if complete and missing:
+    raise ValueError(f"No mask for prunable weight(s) {missing[:5]}. Fix: "
+                     "prune the whole model or pass complete=False.")
+
+
 class Masks(Mapping):
   """Read-only mapping target key -> float32 0/1 mask (1 = kept).
 
@@ -195,24 +223,7 @@ class Masks(Mapping):
     Raises:
       ValueError: naming the first mismatched key or shape, and the fix.
     """
-    targets = {t.key: t for t in prunable_targets(model)}
-    for k, m in self._m.items():
-      if k not in targets:
-        raise ValueError(
-            f"Mask key {k!r} is not a prunable weight of model "
-            f"{model.name!r} (its keys: {', '.join(list(targets)[:8])}"
-            f"{', ...' if len(targets) > 8 else ''}). Fix: compute the masks "
-            "on a model with the same layer names (prunable_targets keys).")
-      shape = tuple(targets[k].variable.shape)
-      if tuple(m.shape) != shape:
-        raise ValueError(
-            f"Mask {k!r} has shape {tuple(m.shape)} but the model's weight has "
-            f"shape {shape}. Fix: compute the masks on the same architecture.")
-    if complete:
-      missing = [k for k in targets if k not in self._m]
-      if missing:
-        raise ValueError(f"No mask for prunable weight(s) {missing[:5]}. Fix: "
-                         "prune the whole model or pass complete=False.")
+    check_against(self, prunable_targets(model), model.name, complete)
 
   def apply(self, model) -> None:
     """Zeroes pruned weights in place: ``W <- W * mask`` for every key.
