@@ -128,19 +128,24 @@ def test_synflow_on_efficientnet_matches_tf_keras():
   assert r3.masks.kept() == r2.masks.kept() == round(0.1 * r2.masks.size())
 
 
-def test_relu6_and_gate_are_linearized_in_the_clone():
+def test_relu6_and_gate_are_linearized_in_both_precisions():
   # ReLU(6.) would clip the all-ones signal (zero scores); the gate would
   # square it. Linearized: R = sum of the conv's output, the gate's kernel
   # gets half the flow, as on the tf_keras path.
   x = keras.Input((2, 2, 3))
   h = keras.layers.Conv2D(3, 1, use_bias=False, name="c")(x)
-  h = keras.layers.ReLU(6.0)(h)
+  h = keras.layers.ReLU(6.0, name="relu6")(h)
   g = keras.layers.GlobalAveragePooling2D(keepdims=True)(h)
   g = keras.layers.Conv2D(3, 1, activation="sigmoid", name="gate")(g)
   model = keras.Model(x, keras.layers.Multiply()([h, g]))
   model.get_layer("c").set_weights([np.full((1, 1, 3, 3), 4.0, "float32")])
-  scores = keras3.score(model, "synflow")
-  # R = 4 positions * 3 channels * (3 inputs * 4) = 144.
-  np.testing.assert_allclose(scores["gate/kernel"].sum(), 72.0, rtol=1e-12)
-  # c's flow: 72 through the signal, 72 back through the gate (conserved).
-  np.testing.assert_allclose(scores["c/kernel"].sum(), 144.0, rtol=1e-12)
+  for precision, rtol in (("float64", 1e-12), ("float32", 1e-6)):
+    # float32: on the model itself, linearized while it runs.
+    scores = keras3.score(model, "synflow", precision=precision)
+    # R = 4 positions * 3 channels * (3 inputs * 4) = 144; the gate's
+    # kernel gets half of it, c's flow: 72 through the signal, 72 back
+    # through the gate (conserved).
+    np.testing.assert_allclose(scores["gate/kernel"].sum(), 72.0, rtol=rtol)
+    np.testing.assert_allclose(scores["c/kernel"].sum(), 144.0, rtol=rtol)
+  # The model's own layers are restored: ReLU(6.) clips again.
+  np.testing.assert_allclose(model.get_layer("relu6")(np.full((1, 3), 9.0)), 6.0)

@@ -138,7 +138,8 @@ def _bind(call, layer):
 
 def linearize_layers(model) -> List[Tuple[object, object]]:
   """Sets the linear ``call`` of every layer of ``model`` with one (see the
-  module docstring); nested layers (attention's softmax) included.
+  module docstring): the layers :func:`sublayers` finds (nested models and
+  wrappers' layers included).
 
   Returns:
     Undo records for :func:`unlinearize_layers`.
