@@ -10,8 +10,8 @@ does not propagate, so each line shows exactly once whatever the root logger
 holds (absl's handler in ``app.run`` binaries, a handler the standard
 library adds by itself on a library's ``logging.warning`` call, pytest's).
 To route sbp_tf's lines into your own logging set-up instead, call
-:func:`use_logging` (or add a handler to the ``sbp_tf`` logger: then that
-handler alone receives them). Other sbp_tf loggers (``sbp_tf.<module>``)
+:func:`use_logging` (handlers you add to the ``sbp_tf`` logger receive the
+lines too, beside stdout; tools such as pytest add theirs there). Other sbp_tf loggers (``sbp_tf.<module>``)
 show their warnings there too; their INFO lines need logging configured.
 
 Usage::
@@ -62,12 +62,6 @@ _DEFAULT.setFormatter(logging.Formatter(PREFIX + "%(message)s"))
 _DEFAULT.addFilter(_shown_by_default)
 
 
-def _sync_default_handler() -> None:
-  """Drops the stdout handler once the user adds their own to ``sbp_tf``."""
-  if _DEFAULT in logger.handlers and len(logger.handlers) > 1:
-    logger.removeHandler(_DEFAULT)
-
-
 def use_logging() -> None:
   """Sends sbp_tf's lines to the logging configuration (root handlers)
   instead of stdout: removes the default handler and propagates."""
@@ -81,7 +75,6 @@ logger.propagate = False  # shown once, whatever the root logger holds
 
 def say(msg: str) -> None:
   """Logs ``msg`` at INFO on the ``sbp_tf`` logger (see the module doc)."""
-  _sync_default_handler()
   logger.info(msg)
 
 

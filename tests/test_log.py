@@ -55,16 +55,19 @@ def test_a_libraries_root_warning_does_not_reroute_the_lines():
   assert "still here" not in out.stderr
 
 
-def test_a_handler_on_the_sbp_tf_logger_replaces_stdout():
+def test_a_handler_added_to_the_sbp_tf_logger_keeps_stdout():
+  # Tools (pytest's log capture) add handlers to the logger; sbp_tf's own
+  # stdout line must stay, once.
   out = _run(
       "import logging, sys\n"
       "import sbp_tf.log as log\n"
-      "h = logging.StreamHandler(sys.stdout)\n"
+      "h = logging.StreamHandler(sys.stderr)\n"
       "h.setFormatter(logging.Formatter('MINE %(message)s'))\n"
       "log.logger.addHandler(h)\n"
       "log.say('x')\n")
   assert out.returncode == 0, out.stderr
-  assert out.stdout.splitlines() == ["MINE x"]
+  assert out.stdout.splitlines() == ["[sbp_tf] x"]
+  assert "MINE x" in out.stderr
 
 
 def test_import_hides_tensorflow_startup_notices_unless_opted_out():
