@@ -30,23 +30,15 @@ _BN_IDENTITY = (("gamma", 1.0), ("beta", 0.0), ("moving_mean", 0.0),
 
 def unique_variables(model) -> List:
   """Every variable of ``model`` (weights, statistics, seed states), once."""
-  out, seen = [], set()
-  for v in model.variables:
-    if id(v) not in seen:
-      seen.add(id(v))
-      out.append(v)
-  return out
+  return _k2_state.unique(model.variables)
 
 
 def snapshot(model) -> List[Tuple[object, np.ndarray]]:
   """``(variable, value)`` for every variable of ``model`` (host copies)."""
-  return [(v, np.array(v.numpy(), copy=True)) for v in unique_variables(model)]
+  return _k2_state.snapshot_of(unique_variables(model))
 
 
-def restore(snap) -> None:
-  """Writes back the values of a :func:`snapshot` (bit-exact)."""
-  for v, value in snap:
-    v.assign(value)
+restore = _k2_state.restore  # the same write-back on both paths
 
 
 def is_floating(variable) -> bool:
