@@ -122,7 +122,10 @@ def check_collapse(diag, where: str, sparsity, on_collapse) -> None:
   e.g. ``"prune('sbp')"``."""
   problems = []
   if diag["collapsed"]:
-    problems.append(f"fully pruned layer(s): {', '.join(diag['collapsed'])}")
+    problems.append(f"fully pruned layer(s): {', '.join(diag['collapsed'])}"
+                    + (" (the outputs stay connected: these layers are on "
+                       "branches that a skip connection bypasses)"
+                       if diag["connected"] else ""))
   if diag["connected"] is False:
     problems.append(f"outputs disconnected from the input (reachable "
                     f"fraction {diag['reachable_fraction']:.3f})")
