@@ -17,6 +17,7 @@ import pytest
 
 from sbp_tf import export, masking, pruning
 from sbp_tf.compat import keras, tf
+from sbp_tf.pruning import rounds
 from sbp_tf.pruning import scores as scores_lib
 import sbp_tf.tfmot as sbp_tfmot
 
@@ -383,6 +384,18 @@ def test_dead_branch_behind_live_skip_is_reported():
   conn = pruning.connectivity(model, masks)
   # The skip keeps every output reachable; b2's kept weights are on no path.
   assert conn.connected and conn.dead == ("b2/kernel",)
+  # prune()'s collapse warning names both, and says the skip holds.
+  diag = pruning.diagnose(model, masks, scores=masks)
+  with pytest.warns(UserWarning) as caught:
+    rounds.check_collapse(diag, "prune('sbp')", 0.5, "warn")
+  msg = str(caught[0].message)
+  assert ("fully pruned layer(s): b1/kernel (the outputs stay connected: "
+          "these layers are on branches that a skip connection bypasses)"
+          in msg), msg
+  assert "no input-output path (a branch cut elsewhere) in: b2/kernel" in msg
+  with pytest.raises(ValueError, match="no input-output path"):
+    rounds.check_collapse(dict(diag, collapsed=[]), "prune('sbp')", 0.5,
+                          "error")
 
 
 def test_multiply_gate_is_pass_through_and_conserves_flow():

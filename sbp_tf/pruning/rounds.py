@@ -117,7 +117,8 @@ def check_dense_budget(targets, dense, scope, sparsity) -> None:
 
 
 def check_collapse(diag, where: str, sparsity, on_collapse) -> None:
-  """Warns (or raises, or ignores) on fully pruned layers or a disconnected
+  """Warns (or raises, or ignores) on fully pruned layers, kernels whose
+  kept weights are on no input-output path (``dead``) or a disconnected
   network, quoting the score's critical sparsity; ``where`` names the call,
   e.g. ``"prune('sbp')"``."""
   problems = []
@@ -126,6 +127,9 @@ def check_collapse(diag, where: str, sparsity, on_collapse) -> None:
                     + (" (the outputs stay connected: these layers are on "
                        "branches that a skip connection bypasses)"
                        if diag["connected"] else ""))
+  if diag.get("dead") and diag["connected"]:  # else every kernel is dead
+    problems.append("kept weights on no input-output path (a branch cut "
+                    f"elsewhere) in: {', '.join(diag['dead'])}")
   if diag["connected"] is False:
     problems.append(f"outputs disconnected from the input (reachable "
                     f"fraction {diag['reachable_fraction']:.3f})")
