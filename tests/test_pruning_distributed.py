@@ -54,6 +54,35 @@ for method in ("sbp", "grasp"):
       weights_zeroed=int(sum(np.sum(t.variable.numpy() == 0)
                              for t in pruning.prunable_targets(model))),
       size=dist.masks.size())
+
+def build_two():  # two inputs, two outputs, a loss per output (issue 16)
+  keras.utils.set_random_seed(0)
+  img, vec = keras.Input((6, 6, 2), name="img"), keras.Input((3,), name="vec")
+  h = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, name="c1")(img))
+  h = keras.layers.Concatenate()([h, keras.layers.Dense(4, name="v1")(vec)])
+  return keras.Model([img, vec], [keras.layers.Dense(3, name="cls")(h),
+                                  keras.layers.Dense(1, name="reg")(h)])
+
+v = rng.normal(size=(22, 3)).astype(np.float32)
+z = rng.normal(size=(22, 1)).astype(np.float32)
+ds2 = tf.data.Dataset.from_tensor_slices(((x, v), (y, z))).batch(8)
+loss = {"cls": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        "reg": keras.losses.MeanSquaredError()}
+single = pruning.prune(build_two(), "sbp", 0.8, data=ds2, num_batches=3,
+                       loss=loss, loss_weights={"cls": 1.0, "reg": 0.5})
+with strategy.scope():
+  model = build_two()
+dist = pruning.prune(model, "sbp", 0.8, data=ds2, num_batches=3, loss=loss,
+                     loss_weights={"cls": 1.0, "reg": 0.5}, strategy=strategy)
+out["two_io"] = dict(
+    masks_equal=all(np.array_equal(single.masks[k], dist.masks[k])
+                    for k in single.masks),
+    max_rel_score_diff=max(
+        float(np.max(np.abs(single.scores[k] - dist.scores[k]))
+              / np.max(np.abs(single.scores[k]))) for k in single.scores),
+    kept=dist.masks.kept(), size=dist.masks.size(),
+    weights_zeroed=int(sum(np.sum(t.variable.numpy() == 0)
+                           for t in pruning.prunable_targets(model))))
 print("RESULT " + json.dumps(out))
 """
 
@@ -66,7 +95,9 @@ def test_mirrored_strategy_matches_single_device():
   assert proc.returncode == 0 and lines, proc.stderr[-3000:]
   out = json.loads(lines[-1][len("RESULT "):])
   assert out["replicas"] == 2
-  for method in ("sbp", "grasp"):
+  # sbp and grasp on one model; sbp on a two-input/two-output model with a
+  # loss per output and loss weights.
+  for method in ("sbp", "grasp", "two_io"):
     r = out[method]
     assert r["masks_equal"], (method, r)
     assert r["max_rel_score_diff"] < 1e-4, (method, r)
