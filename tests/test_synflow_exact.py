@@ -10,6 +10,7 @@ rank-preserving only for chains, kept a different set).
 """
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -284,3 +285,16 @@ def test_is_chain():
   assert not _is_chain(keras.Model(x, keras.layers.Add()(
       [x, keras.layers.Dense(4)(x)])))
   assert not _is_chain(_resnet(8, False, 0.25))
+
+
+def test_stable_scale_is_linear_without_a_warning():
+  # StableScale (shortcut + branch / sqrt(L)) is linear as it is: SynFlow
+  # and the connectivity check used to warn "no linear form" on every
+  # Stable ResNet. The kept set above matches the reference with it as is.
+  m = _resnet(8, True, 0.25)
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    assert pruning.connectivity(m).connected  # unpruned
+    pruning.prune(m, "synflow", 0.9, rounds=1, on_collapse="ignore")
+  said = [str(w.message) for w in caught]
+  assert not [m for m in said if "no linear form" in m], said

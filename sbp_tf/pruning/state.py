@@ -22,6 +22,7 @@ from typing import Callable, Dict, List, Tuple
 import numpy as np
 
 from sbp_tf import compat
+from sbp_tf import layers as sbp_layers
 from sbp_tf.compat import keras, tf
 from sbp_tf.pruning.targets import prunable_targets
 
@@ -241,7 +242,8 @@ _LINEAR_AS_IS = _classes(
     "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalMaxPooling1D",
     "GlobalMaxPooling2D", "GlobalMaxPooling3D", "Masking",
     "Identity", "Wrapper", "MultiHeadAttention", "LSTMCell", "GRUCell",
-    "SimpleRNNCell", "Sequential")
+    "SimpleRNNCell", "Sequential") + (
+        sbp_layers.StableScale,)  # shortcut + branch / sqrt(L): linear
 
 
 def register_linearization(layer_class: type, call=None) -> type:
