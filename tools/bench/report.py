@@ -99,10 +99,12 @@ def to_markdown(res: Dict[str, Any]) -> str:
       "average during the run (from /proc/stat minus this process).",
   ]
   if m.get("shared"):
-    lines.append("- **The machine was shared with other processes during "
-                 "this run** (they used more than 0.25 of a core on average): "
-                 "absolute times are pessimistic and noisy; the "
-                 "paired ratios are the figures to read.")
+    which = ("A run marked 'machine shared' above had other processes "
+             "running" if len(res.get("runs") or ()) > 1 else
+             "The machine was shared with other processes during this run")
+    lines.append(f"- **{which}** (they used more than 0.25 of a core on "
+                 "average): its absolute times are pessimistic and noisy; "
+                 "the paired ratios are the figures to read.")
   verdicts = {True: "met", False: "**missed**", None: "-"}
   lines += ["", "## Targets", "", *common.table(
       ["target", "figure", "measured", "[min, max]", "limit", "met"],
