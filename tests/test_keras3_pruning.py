@@ -1,5 +1,7 @@
 """Keras 3 scores against closed forms; prune/apply/rescale contracts."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ from sbp_tf import keras3
 from sbp_tf import models as k2_models
 from sbp_tf import pruning
 from sbp_tf.pruning import scores as methods_lib
+from sbp_tf.pruning import state as state_lib
 
 
 def _softmax_regression(seed=0):
@@ -159,3 +162,30 @@ def test_collapse_and_wrong_models_are_reported():
     pruning.prune(model, "magnitude", 0.5)
   with pytest.raises(ValueError, match="one-hot"):
     keras3.prune(model, "sbp", 0.5, data=(_batch()[0], np.eye(3)[_batch()[1]]))
+
+
+def test_synflow_names_an_unknown_layer_then_takes_its_registered_form(
+    monkeypatch):
+  # The Keras 3 path warns like the tf_keras one, and honours the same
+  # registry (pruning.register_linearization accepts Keras 3 classes).
+  class Cube(keras.layers.Layer):
+    def call(self, x):
+      return x ** 3
+
+  inp = keras.Input((4,))
+  h = keras.layers.Dense(3, use_bias=False, name="a")(inp)
+  out = keras.layers.Dense(2, use_bias=False, name="b")(Cube(name="cube")(h))
+  model = keras.Model(inp, out)
+  with pytest.warns(UserWarning, match=r"no linear form for 'cube' \(Cube\)"):
+    keras3.score(model, "synflow")
+  monkeypatch.setattr(state_lib, "_USER_CALLS", [])  # restored afterwards
+  pruning.register_linearization(Cube, lambda layer, x: x)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # no warning once registered
+    syn = keras3.score(model, "synflow")
+  a1, a2 = (np.abs(model.get_layer(n).kernel.numpy().astype(np.float64))
+            for n in ("a", "b"))
+  np.testing.assert_allclose(syn["a/kernel"], a1 * a2.sum(1)[None, :],
+                             rtol=1e-12)
+  with pytest.raises(TypeError, match="Layer subclass"):
+    pruning.register_linearization(int)

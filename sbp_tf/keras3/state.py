@@ -21,6 +21,7 @@ from typing import Callable, List, Tuple
 import numpy as np
 
 from sbp_tf.keras3._runtime import keras
+from sbp_tf.keras3.layers import StableScale
 from sbp_tf.keras3.targets import prunable_targets
 from sbp_tf.pruning import state as _k2_state
 
@@ -121,6 +122,9 @@ _LINEAR_CALLS = [
 ]
 
 
+# Linear as they are (the tf_keras path's list, and Keras 3's StableScale):
+# no warning.
+_LINEAR_AS_IS = _classes(*_k2_state.LINEAR_AS_IS_NAMES) + (StableScale,)
 _MISSING = object()
 
 
@@ -133,19 +137,37 @@ def linearize_layers(model) -> List[Tuple[object, object]]:
   module docstring): the layers :func:`sublayers` finds (nested models and
   wrappers' layers included).
 
+  A class registered with :func:`sbp_tf.pruning.register_linearization`
+  takes the user's form. A layer of no known form (a Lambda, a custom
+  layer, a recurrent layer) runs as it is and one warning names them.
+
   Returns:
     Undo records for :func:`unlinearize_layers`.
   """
-  undo = []
+  undo, unknown = [], []
   for layer in sublayers(model):
-    for classes, call in _LINEAR_CALLS:
-      if isinstance(layer, classes):
-        # An instance attribute: Layer.__call__ looks ``self.call`` up, so
-        # the class and other instances are untouched.
-        undo.append((layer, layer.__dict__.get("call", _MISSING)))
-        object.__setattr__(layer, "call", _bind(call, layer))
-        break
+    known, call = _linear_call(layer)
+    if call is not None:
+      # An instance attribute: Layer.__call__ looks ``self.call`` up, so
+      # the class and other instances are untouched.
+      undo.append((layer, layer.__dict__.get("call", _MISSING)))
+      object.__setattr__(layer, "call", _bind(call, layer))
+    elif not (known or isinstance(layer, keras.Model)
+              or callable(getattr(layer, "activation", None))):
+      unknown.append(f"{layer.name!r} ({type(layer).__name__})")
+  _k2_state.warn_not_linearized(unknown)
   return undo
+
+
+def _linear_call(layer):
+  """``(known, call or None)``: the user's registration, else ours."""
+  registered, call = _k2_state.user_linearization(layer)
+  if registered:
+    return True, call
+  for classes, call in _LINEAR_CALLS:
+    if isinstance(layer, classes):
+      return True, call
+  return isinstance(layer, _LINEAR_AS_IS), None
 
 
 def unlinearize_layers(undo) -> None:

@@ -227,8 +227,9 @@ _LINEAR_CALLS = [
     (_classes("Multiply"), _gated_product),
 ]
 _USER_CALLS: List = []
-# Linear (or nonnegative piecewise-linear) as they are: no warning.
-_LINEAR_AS_IS = _classes(
+# Linear (or nonnegative piecewise-linear) as they are: no warning. Names,
+# so the Keras 3 path (sbp_tf.keras3.state) reads the same list.
+LINEAR_AS_IS_NAMES = (
     "InputLayer", "Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D",
     "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D", "EinsumDense",
     "Embedding", "BatchNormalization", "Flatten", "Reshape", "Permute",
@@ -242,15 +243,21 @@ _LINEAR_AS_IS = _classes(
     "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalMaxPooling1D",
     "GlobalMaxPooling2D", "GlobalMaxPooling3D", "Masking",
     "Identity", "Wrapper", "MultiHeadAttention", "LSTMCell", "GRUCell",
-    "SimpleRNNCell", "Sequential") + (
-        sbp_layers.StableScale,)  # shortcut + branch / sqrt(L): linear
+    "SimpleRNNCell", "Sequential")
+_LINEAR_AS_IS = _classes(*LINEAR_AS_IS_NAMES) + (
+    sbp_layers.StableScale,)  # shortcut + branch / sqrt(L): linear
 
 
 def register_linearization(layer_class: type, call=None) -> type:
   """Declares how SynFlow and the connectivity check linearize a layer.
 
+  One registry for both Keras paths: a tf_keras layer class serves
+  :mod:`sbp_tf.pruning`, a Keras 3 one (``import keras``) serves
+  :mod:`sbp_tf.keras3` (TensorFlow backend).
+
   Args:
-    layer_class: a ``keras.layers.Layer`` subclass (subclasses included).
+    layer_class: a ``keras.layers.Layer`` subclass (subclasses included),
+      of tf_keras or of Keras 3.
     call: ``call(layer, inputs, *args, **kwargs) -> outputs``, the layer's
       forward pass in the linearized state (nonnegative in, nonnegative
       out, positively homogeneous), or None: the layer is linear as it is.
@@ -258,18 +265,49 @@ def register_linearization(layer_class: type, call=None) -> type:
   Returns:
     ``layer_class``.
   """
-  if not (isinstance(layer_class, type) and issubclass(layer_class, _L.Layer)):
+  if not _is_layer_class(layer_class):
     raise TypeError(f"register_linearization expects a keras.layers.Layer "
-                    f"subclass, got {layer_class!r}.")
+                    f"subclass (tf_keras or Keras 3), got {layer_class!r}.")
   _USER_CALLS.insert(0, (layer_class, call))
   return layer_class
 
 
-def _linear_call(layer):
-  """``(known, call or None)`` for ``layer``."""
+def _is_layer_class(c) -> bool:
+  """A tf_keras Layer subclass, or a Keras 3 one (recognised by its base
+  ``keras.src...Layer``, so this module never imports Keras 3)."""
+  return isinstance(c, type) and (issubclass(c, _L.Layer) or any(
+      b.__name__ == "Layer" and b.__module__.startswith("keras.")
+      for b in c.__mro__))
+
+
+def user_linearization(layer):
+  """``(registered, call or None)``: the user's :func:`register_linearization`
+  entry for ``layer`` (the latest registration first)."""
   for cls, call in _USER_CALLS:
     if isinstance(layer, cls):
       return True, call
+  return False, None
+
+
+def warn_not_linearized(unknown: List[str]) -> None:
+  """One warning naming the layers that run as they are (``unknown``:
+  ``"'name' (Class)"`` entries); nothing if there are none."""
+  if not unknown:
+    return
+  warnings.warn(
+      "linearization (synflow, connectivity check): no linear form for "
+      + ", ".join(unknown[:8]) + (f" (+{len(unknown) - 8} more)"
+                                  if len(unknown) > 8 else "")
+      + "; they run as they are (their own nonlinearity stays in R and in "
+      "the reachability pass). Fix: sbp_tf.pruning.register_linearization"
+      "(LayerClass, call) or None if the layer is linear.", stacklevel=4)
+
+
+def _linear_call(layer):
+  """``(known, call or None)`` for ``layer``."""
+  registered, call = user_linearization(layer)
+  if registered:
+    return True, call
   for classes, call in _LINEAR_CALLS:
     if isinstance(layer, classes):
       return True, call
@@ -338,14 +376,7 @@ def linearize_activations(model) -> List[Tuple[object, str, object]]:
     elif not known and not _settable_activation(layer) and not isinstance(
         layer, keras.Model):
       unknown.append(f"{layer.name!r} ({type(layer).__name__})")
-  if unknown:
-    warnings.warn(
-        "linearization (synflow, connectivity check): no linear form for "
-        + ", ".join(unknown[:8]) + (f" (+{len(unknown) - 8} more)"
-                                    if len(unknown) > 8 else "")
-        + "; they run as they are (their own nonlinearity stays in R and in "
-        "the reachability pass). Fix: sbp_tf.pruning.register_linearization"
-        "(LayerClass, call) or None if the layer is linear.", stacklevel=3)
+  warn_not_linearized(unknown)
   return undo
 
 
