@@ -83,7 +83,32 @@ def _input_specs(model) -> List[Tuple[str, tuple, np.dtype]]:
       names = [f"input_{i}" for i in range(len(inputs))]
     return [(n, tuple(t.shape[1:]), np.dtype(t.dtype.as_numpy_dtype))
             for n, t in zip(names, inputs)]
-  return [("input", tuple(model.input_shape[1:]), np.dtype(np.float32))]
+  flat = tf.nest.flatten(_called_with(model))
+  names = ["input"] if len(flat) == 1 else [f"input_{i}"
+                                            for i in range(len(flat))]
+  return [(n, tuple(x.shape[1:]), np.dtype(x.dtype.as_numpy_dtype))
+          for n, x in zip(names, flat)]
+
+
+def _called_with(model):
+  """A subclassed model's inputs as ``tf.TensorSpec``s: those of its first
+  call (``save_spec``), else the shape given to ``build`` (float32).
+
+  Raises:
+    ValueError: the model was never called or built.
+  """
+  save_spec = getattr(model, "save_spec", None)
+  spec = save_spec(dynamic_batch=True) if callable(save_spec) else None
+  if spec is not None and spec[0]:
+    return spec[0][0]
+  shape = compat.build_input_shape(model)
+  if shape is None:
+    raise ValueError(
+        f"Model {model.name!r} has never been called or built, so its input "
+        "shape is unknown. Fix: call it once on a batch (model(x)) or build "
+        "it (model.build(input_shape)) before exporting.")
+  return tf.nest.map_structure(lambda sh: tf.TensorSpec(sh, tf.float32),
+                               shape)
 
 
 def _struct_keys(model, n) -> list:
@@ -140,8 +165,9 @@ def _draw(model, specs, seed) -> tuple:
   for (name, shape, dtype), vocab in zip(specs, _vocab_sizes(model)):
     if any(d is None for d in shape):
       raise ValueError(
-          f"Model input shape {model.input_shape} has unknown dimensions, so "
-          "no inputs can be drawn. Fix: pass representative_data=<inputs>.")
+          f"Model input {name!r} of shape {(None,) + shape} has unknown "
+          "dimensions, so no inputs can be drawn. Fix: pass "
+          "representative_data=<inputs>.")
     size = (_NUM_CHECK,) + shape
     if vocab is not None:
       xs.append(rng.integers(0, vocab, size).astype(dtype))
@@ -265,7 +291,41 @@ def convert(model, *, sparse=True, quantize: Optional[str] = None,
   calib = None
   if representative_data is not None:  # validates the shape in every mode
     calib, _ = _as_inputs(representative_data, plain, 0)
-  converter = tf.lite.TFLiteConverter.from_keras_model(plain)
+  try:
+    return _convert_with(tf.lite.TFLiteConverter.from_keras_model(plain),
+                         plain, sparse, quantize, calib)
+  except Exception as e:  # pylint: disable=broad-except
+    if "TensorList" not in str(e):
+      raise
+  # Recurrent layers (LSTM/GRU/SimpleRNN) loop over a TensorList whose
+  # element shape holds the batch size: TFLite needs it static, so the
+  # file takes one example per call (as verify and time_interpreter feed).
+  return _convert_with(_batch_one_converter(plain), plain, sparse, quantize,
+                       calib)
+
+
+def _batch_one_converter(plain):
+  """A converter of ``plain`` traced at batch size 1, with the model's input
+  and output names as the signature's."""
+  specs = _input_specs(plain)
+  outs = _output_names(plain, len(tf.nest.flatten(plain.outputs))
+                       if getattr(plain, "outputs", None) else 1)
+
+  def serve(**xs):
+    ys = tf.nest.flatten(plain(_pack(plain, [xs[n] for n, _, _ in specs]),
+                               training=False))
+    return dict(zip(outs, ys))
+
+  fn = tf.function(serve, input_signature=None)
+  concrete = fn.get_concrete_function(**{
+      n: tf.TensorSpec((1,) + shape, tf.as_dtype(dtype), name=n)
+      for n, shape, dtype in specs})
+  return tf.lite.TFLiteConverter.from_concrete_functions([concrete], plain)
+
+
+def _convert_with(converter, plain, sparse, quantize, calib) -> bytes:
+  """``converter`` set for ``sparse``/``quantize`` (int8: calibrated on
+  ``calib``), run."""
   converter.optimizations = (
       [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []) + (
           [tf.lite.Optimize.DEFAULT] if quantize is not None else [])
@@ -355,6 +415,10 @@ class _Runner:
   def invoke(self, feeds: dict) -> dict:
     """``feeds``: input name -> one example (batch 1); returns name -> y."""
     xs = {n: _to_file_dtype(feeds[n], self.in_details[n]) for n in self.inputs}
+    # Fused recurrent ops (UNIDIRECTIONAL_SEQUENCE_LSTM) keep their state in
+    # variable tensors across invokes: every example starts from zero state,
+    # as a Keras call does.
+    self._interp.reset_all_variables()
     if self._sig is not None:
       ys = self._sig(**xs)
     else:

@@ -152,3 +152,24 @@ def test_token_id_inputs_export_without_data(tmp_path, sequential):
   ids = np.tile(np.array([0, 49, 1, 48], "int32"), (6, 3))
   r = export.verify(export.convert(model), model, ids, on_mismatch="raise")
   assert r["verified"] and r["outputs"]["out"]["max_abs_diff"] < 1e-4
+
+
+class _Sub(keras.Model):
+  def __init__(self):
+    super().__init__()
+    self.d = keras.layers.Dense(3, name="d")
+
+  def call(self, x):
+    return self.d(x)
+
+
+def test_subclassed_model_exports_from_its_first_call(tmp_path):
+  model = _Sub()
+  with pytest.raises(ValueError, match="never been called or built.*model"):
+    export.to_tflite(model, str(tmp_path / "s.tflite"), time_runs=0)
+  assert not (tmp_path / "s.tflite").exists()
+  model(np.ones((2, 5), "float32"))  # records its input: (None, 5) float32
+  report = export.to_tflite(model, str(tmp_path / "s.tflite"),
+                            compare_dense=False, time_runs=0)
+  assert report["verified"] and report["inputs"].startswith("random normal")
+  assert report["max_abs_diff"] < 1e-5
