@@ -10,7 +10,8 @@ Masking needs a few private Keras/TF attributes that have no public
 equivalent. Each is read or written by exactly one small function below
 (``set_variable_constraint``, ``autocast_inner``, ``is_graph_network``,
 ``nodes_by_depth``, ``flatten_layers``, ``batch_input_shape``,
-``set_batch_input_shape``, ``build_input_shape``); tests/test_compat.py checks each one against the
+``set_batch_input_shape``, ``build_input_shape``, ``call_spec``);
+tests/test_compat.py checks each one against the
 installed Keras, so a Keras release that moves an internal fails there, by
 name, instead of deep inside pruning.
 
@@ -57,7 +58,7 @@ def check_not_keras3(model, where: str) -> None:
 __all__ = ["tf", "keras", "check_not_keras3", "register_serializable",
            "set_variable_constraint", "autocast_inner", "is_graph_network",
            "nodes_by_depth", "flatten_layers", "batch_input_shape",
-           "set_batch_input_shape", "build_input_shape"]
+           "set_batch_input_shape", "build_input_shape", "call_spec"]
 
 
 def register_serializable(cls):
@@ -167,3 +168,17 @@ def build_input_shape(model):
   if isinstance(shape, dict):
     return {k: tf.TensorShape(v) for k, v in shape.items()}
   return [tf.TensorShape(v) for v in shape]
+
+
+def call_spec(model):
+  """What a subclassed ``model`` records of its input: the ``tf.TensorSpec``
+  structure of its first call's inputs (``save_spec``, batch dimension
+  None), else the shape given to ``build`` as float specs (what ``build``
+  feeds), else None (never called or built)."""
+  save_spec = getattr(model, "save_spec", None)
+  spec = save_spec(dynamic_batch=True) if callable(save_spec) else None
+  if spec is not None and spec[0]:
+    return spec[0][0]  # the inputs are call()'s first argument
+  shape = build_input_shape(model)
+  return None if shape is None else tf.nest.map_structure(
+      lambda s: tf.TensorSpec(s, keras.backend.floatx()), shape)

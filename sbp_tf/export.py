@@ -91,24 +91,18 @@ def _input_specs(model) -> List[Tuple[str, tuple, np.dtype]]:
 
 
 def _called_with(model):
-  """A subclassed model's inputs as ``tf.TensorSpec``s: those of its first
-  call (``save_spec``), else the shape given to ``build`` (float32).
+  """A subclassed model's input specs (:func:`compat.call_spec`).
 
   Raises:
     ValueError: the model was never called or built.
   """
-  save_spec = getattr(model, "save_spec", None)
-  spec = save_spec(dynamic_batch=True) if callable(save_spec) else None
-  if spec is not None and spec[0]:
-    return spec[0][0]
-  shape = compat.build_input_shape(model)
-  if shape is None:
+  struct = compat.call_spec(model)
+  if struct is None:
     raise ValueError(
         f"Model {model.name!r} has never been called or built, so its input "
         "shape is unknown. Fix: call it once on a batch (model(x)) or build "
         "it (model.build(input_shape)) before exporting.")
-  return tf.nest.map_structure(lambda sh: tf.TensorSpec(sh, tf.float32),
-                               shape)
+  return struct
 
 
 def _struct_keys(model, n) -> list:
@@ -316,8 +310,7 @@ def _batch_one_converter(plain):
                                training=False))
     return dict(zip(outs, ys))
 
-  fn = tf.function(serve, input_signature=None)
-  concrete = fn.get_concrete_function(**{
+  concrete = tf.function(serve).get_concrete_function(**{
       n: tf.TensorSpec((1,) + shape, tf.as_dtype(dtype), name=n)
       for n, shape, dtype in specs})
   return tf.lite.TFLiteConverter.from_concrete_functions([concrete], plain)
@@ -415,10 +408,6 @@ class _Runner:
   def invoke(self, feeds: dict) -> dict:
     """``feeds``: input name -> one example (batch 1); returns name -> y."""
     xs = {n: _to_file_dtype(feeds[n], self.in_details[n]) for n in self.inputs}
-    # Fused recurrent ops (UNIDIRECTIONAL_SEQUENCE_LSTM) keep their state in
-    # variable tensors across invokes: every example starts from zero state,
-    # as a Keras call does.
-    self._interp.reset_all_variables()
     if self._sig is not None:
       ys = self._sig(**xs)
     else:
@@ -435,6 +424,10 @@ class _Runner:
     count = len(next(iter(feeds.values())))
     ys = {n: [] for n in self.outputs}
     for i in range(count):
+      # Fused recurrent ops (UNIDIRECTIONAL_SEQUENCE_LSTM) keep their state
+      # in variable tensors across invokes: every example starts from zero
+      # state, as a Keras call does.
+      self._interp.reset_all_variables()
       out = self.invoke({n: a[i:i + 1] for n, a in feeds.items()})
       for n in self.outputs:
         ys[n].append(out[n])

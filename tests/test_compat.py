@@ -152,3 +152,10 @@ def test_build_input_shape_of_a_subclassed_model():
   called({"a": tf.ones((3, 2)), "b": tf.ones((3, 4))})  # first call's shapes
   assert compat.build_input_shape(called) == {
       "a": tf.TensorShape([3, 2]), "b": tf.TensorShape([3, 4])}
+  # call_spec: the first call's specs (batch None, its dtypes), else the
+  # build shape as float specs, else None.
+  assert compat.call_spec(unbuilt) is None
+  assert compat.call_spec(built) == tf.TensorSpec([None, 7], tf.float32)
+  assert compat.call_spec(called) == {
+      "a": tf.TensorSpec([None, 2], tf.float32, name="a"),
+      "b": tf.TensorSpec([None, 4], tf.float32, name="b")}

@@ -18,6 +18,7 @@ import pytest
 from sbp_tf import models, pruning
 from sbp_tf.compat import keras, tf
 from sbp_tf.pruning.scores import _is_chain
+from synflow_testlib import iterative_masks, keep_top
 
 
 def _kernels(model):
@@ -60,31 +61,13 @@ def _reference_scores(model, depth, stable, eps=1e-3, mask=None):
   return float(r.numpy()), {n: k[n].numpy() * g[n].numpy() for n in k}
 
 
-def _keep_top(scores, order, kept):
-  """0/1 masks keeping the ``kept`` largest scores (ties: first position)."""
-  cat = np.concatenate([scores[n].ravel() for n in order])
-  flat = np.zeros(cat.size)
-  flat[np.argsort(-cat, kind="stable")[:kept]] = 1
-  out, i = {}, 0
-  for n in order:
-    out[n] = flat[i:i + scores[n].size].reshape(scores[n].shape)
-    i += scores[n].size
-  return out
-
-
 def _reference_masks(model, depth, stable, sparsity, rounds=1, eps=1e-3):
   """Masks of iterative exact SynFlow (exponential schedule)."""
   order = list(_kernels(model))
-  size = {n: int(np.prod(model.get_layer(n).kernel.shape)) for n in order}
-  total = sum(size.values())
-  mask = None
-  for r in range(1, rounds + 1):
-    d = (1 - sparsity) ** (r / rounds) if r < rounds else 1 - sparsity
-    _, s = _reference_scores(model, depth, stable, eps, mask)
-    if mask is not None:
-      s = {n: np.where(mask[n] > 0, s[n], -np.inf) for n in s}
-    mask = _keep_top(s, order, int(round(d * total)))
-  return mask
+  total = sum(int(np.prod(model.get_layer(n).kernel.shape)) for n in order)
+  return iterative_masks(
+      lambda mask: _reference_scores(model, depth, stable, eps, mask)[1],
+      order, total, sparsity, rounds)
 
 
 def _resnet(depth, stable, width, batch_norm=True, seed=0, factor=1.0):
@@ -198,7 +181,7 @@ def test_synflow_float64_out_of_range_on_chain_rescales_rank_preserving(
   assert log_r > 710 or log_r < -745  # outside float64's range
   log_s = {f"l{i}": np.log(w) + log_a[i][:, None] + log_b[i][None, :]
            for i, w in enumerate(ws)}
-  want = _keep_top(log_s, list(log_s), int(round(0.5 * depth * width**2)))
+  want = keep_top(log_s, list(log_s), int(round(0.5 * depth * width**2)))
   res = pruning.prune(m, "synflow", 0.5, rounds=1, on_collapse="ignore")
   for n, w in want.items():
     np.testing.assert_array_equal(res.masks[f"{n}/kernel"], w, err_msg=n)

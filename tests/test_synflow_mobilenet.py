@@ -29,6 +29,7 @@ import pytest
 
 from sbp_tf import pruning
 from sbp_tf.compat import keras, tf
+from synflow_testlib import iterative_masks
 
 EPS = 1e-3  # keras.applications' batch-norm epsilon
 # (output width, stride, expansion, repeats) per stage, as the paper's table.
@@ -100,25 +101,16 @@ def _reference_masks(model, alpha, size, sparsity, rounds):
   """Iterative exact SynFlow (exponential schedule, dead weights last)."""
   order = _kernel_names(model)
   total = sum(int(np.prod(k.shape)) for k in _kernels(model).values())
-  mask = None
-  for r in range(1, rounds + 1):
-    d = (1 - sparsity) ** (r / rounds) if r < rounds else 1 - sparsity
+
+  def scores(mask):
     k = _kernels(model, mask)
     with tf.GradientTape() as tape:
       tape.watch(list(k.values()))
       big_r = _r(k, alpha, size)
     g = tape.gradient(big_r, k)
-    s = {n: k[n].numpy() * g[n].numpy() for n in order}
-    if mask is not None:
-      s = {n: np.where(mask[n] > 0, s[n], -np.inf) for n in order}
-    cat = np.concatenate([s[n].ravel() for n in order])
-    flat = np.zeros(cat.size)
-    flat[np.argsort(-cat, kind="stable")[:int(round(d * total))]] = 1
-    mask, i = {}, 0
-    for n in order:
-      mask[n] = flat[i:i + s[n].size].reshape(s[n].shape)
-      i += s[n].size
-  return mask
+    return {n: k[n].numpy() * g[n].numpy() for n in order}
+
+  return iterative_masks(scores, order, total, sparsity, rounds)
 
 
 def _key(model, name):

@@ -128,8 +128,7 @@ _LINEAR_AS_IS = _classes(*_k2_state.LINEAR_AS_IS_NAMES) + (StableScale,)
 _MISSING = object()
 
 
-def _bind(call, layer):
-  return lambda inputs, *args, **kwargs: call(layer, inputs, *args, **kwargs)
+_bind = _k2_state._bind  # pylint: disable=protected-access
 
 
 def linearize_layers(model) -> List[Tuple[object, object]]:
@@ -146,7 +145,7 @@ def linearize_layers(model) -> List[Tuple[object, object]]:
   """
   undo, unknown = [], []
   for layer in sublayers(model):
-    known, call = _linear_call(layer)
+    known, call = _k2_state.linear_call(layer, _LINEAR_CALLS, _LINEAR_AS_IS)
     if call is not None:
       # An instance attribute: Layer.__call__ looks ``self.call`` up, so
       # the class and other instances are untouched.
@@ -157,17 +156,6 @@ def linearize_layers(model) -> List[Tuple[object, object]]:
       unknown.append(f"{layer.name!r} ({type(layer).__name__})")
   _k2_state.warn_not_linearized(unknown)
   return undo
-
-
-def _linear_call(layer):
-  """``(known, call or None)``: the user's registration, else ours."""
-  registered, call = _k2_state.user_linearization(layer)
-  if registered:
-    return True, call
-  for classes, call in _LINEAR_CALLS:
-    if isinstance(layer, classes):
-      return True, call
-  return isinstance(layer, _LINEAR_AS_IS), None
 
 
 def unlinearize_layers(undo) -> None:

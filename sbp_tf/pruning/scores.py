@@ -398,16 +398,7 @@ def _recorded_inputs(model):
     except (AttributeError, ValueError):  # no recorded structure: flat
       struct = None
     return specs, struct
-  # Subclassed: what its first call was given (the inputs are the first
-  # argument of call), else what build was given.
-  save_spec = getattr(model, "save_spec", None)
-  spec = save_spec(dynamic_batch=True) if callable(save_spec) else None
-  if spec is not None and spec[0]:
-    struct = spec[0][0]
-  else:
-    shape = compat.build_input_shape(model)
-    struct = None if shape is None else tf.nest.map_structure(
-        lambda s: tf.TensorSpec(s, keras.backend.floatx()), shape)
+  struct = compat.call_spec(model)  # subclassed: its first call or build
   if struct is None and getattr(model, "built", False):
     raise ValueError(  # built, yet no shape kept (a Keras 3 subclassed model)
         f"synflow needs the input shape of model {model.name!r}, which it "

@@ -280,13 +280,19 @@ def _is_layer_class(c) -> bool:
       for b in c.__mro__))
 
 
-def user_linearization(layer):
-  """``(registered, call or None)``: the user's :func:`register_linearization`
-  entry for ``layer`` (the latest registration first)."""
+def linear_call(layer, calls, as_is: Tuple[type, ...]):
+  """``(known, call or None)`` for ``layer``: the user's
+  :func:`register_linearization` entry (the latest first), else the first
+  ``(classes, call)`` of ``calls`` it is an instance of, else whether it is
+  linear as it is (an instance of ``as_is``). Each Keras path passes its own
+  tables."""
   for cls, call in _USER_CALLS:
     if isinstance(layer, cls):
       return True, call
-  return False, None
+  for classes, call in calls:
+    if isinstance(layer, classes):
+      return True, call
+  return isinstance(layer, as_is), None
 
 
 def warn_not_linearized(unknown: List[str]) -> None:
@@ -304,17 +310,13 @@ def warn_not_linearized(unknown: List[str]) -> None:
 
 
 def _linear_call(layer):
-  """``(known, call or None)`` for ``layer``."""
-  registered, call = user_linearization(layer)
-  if registered:
-    return True, call
-  for classes, call in _LINEAR_CALLS:
-    if isinstance(layer, classes):
-      return True, call
-  if isinstance(layer, _L.RNN):
+  """``(known, call or None)`` for a tf_keras ``layer`` (:func:`linear_call`;
+  recurrent layers get :func:`_linear_recurrence` where it applies)."""
+  known, call = linear_call(layer, _LINEAR_CALLS, _LINEAR_AS_IS)
+  if not known and isinstance(layer, _L.RNN):
     call = _recurrence_or_none(layer)
     return call is not None, call
-  return isinstance(layer, _LINEAR_AS_IS), None
+  return known, call
 
 
 def _settable_activation(layer) -> bool:
