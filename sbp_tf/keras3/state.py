@@ -20,6 +20,7 @@ from typing import Callable, List, Tuple
 
 import numpy as np
 
+from sbp_tf import compat
 from sbp_tf.keras3._runtime import keras
 from sbp_tf.keras3.layers import StableScale
 from sbp_tf.keras3.targets import prunable_targets
@@ -47,19 +48,10 @@ def is_floating(variable) -> bool:
 
 
 def sublayers(model):
-  """Every layer nested in ``model``, each once (depth first)."""
-  out, seen, stack = [], set(), list(reversed(model.layers))
-  while stack:
-    layer = stack.pop()
-    if id(layer) in seen:
-      continue
-    seen.add(id(layer))
-    out.append(layer)
-    stack.extend(reversed(getattr(layer, "layers", None) or []))
-    inner = getattr(layer, "layer", None)  # wrappers
-    if isinstance(inner, keras.layers.Layer):
-      stack.append(inner)
-  return out
+  """Every layer nested in ``model``, each once (Keras' own walk: nested
+  models, wrappers, Bidirectional halves, RNN cells, attention
+  projections)."""
+  return compat.flatten_layers(model, include_self=False)
 
 
 def _roles(model):
@@ -103,28 +95,10 @@ def linear_values(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray]
   return out
 
 
-def _classes(*names) -> Tuple[type, ...]:
-  return tuple(getattr(keras.layers, n) for n in names
-               if hasattr(keras.layers, n))
-
-
-# Layer class -> its linearized ``call(layer, inputs, *args, **kwargs)``: the
-# tf_keras path's functions, so both paths score the same network.
-_LINEAR_CALLS = [
-    (_classes("ReLU", "LeakyReLU", "ELU", "PReLU", "Activation",
-              "LayerNormalization", "GroupNormalization", "UnitNormalization",
-              "Normalization", "Rescaling"),
-     _k2_state._identity),  # pylint: disable=protected-access
-    (_classes("Softmax"),
-     _k2_state._uniform_softmax),  # pylint: disable=protected-access
-    (_classes("Multiply"),
-     _k2_state._gated_product),  # pylint: disable=protected-access
-]
-
-
-# Linear as they are (the tf_keras path's list, and Keras 3's StableScale):
-# no warning.
-_LINEAR_AS_IS = _classes(*_k2_state.LINEAR_AS_IS_NAMES) + (StableScale,)
+# The tf_keras path's table resolved in Keras 3, so both paths score the same
+# network (Keras 3's StableScale is linear as it is: no warning).
+_LINEAR_CALLS, _LINEAR_AS_IS = _k2_state.linear_tables(keras.layers,
+                                                       StableScale)
 _MISSING = object()
 
 
@@ -145,7 +119,8 @@ def linearize_layers(model) -> List[Tuple[object, object]]:
   """
   undo, unknown = [], []
   for layer in sublayers(model):
-    known, call = _k2_state.linear_call(layer, _LINEAR_CALLS, _LINEAR_AS_IS)
+    known, call = _k2_state.linear_call_of(layer, keras.layers, _LINEAR_CALLS,
+                                           _LINEAR_AS_IS)
     if call is not None:
       # An instance attribute: Layer.__call__ looks ``self.call`` up, so
       # the class and other instances are untouched.
@@ -175,8 +150,10 @@ def linearized(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray],
   :func:`linearize_layers` form (TensorFlow backend only); restored
   bit-exactly on exit, also on error."""
   snap = snapshot(model)
+  # LSTM/GRU expose ``activation`` as a read-only property of their cell.
   swapped = [(l, l.activation) for l in sublayers(model)
-             if callable(getattr(l, "activation", None))]
+             if callable(getattr(l, "activation", None)) and not isinstance(
+                 getattr(type(l), "activation", None), property)]
   calls = []
   try:
     for layer, _ in swapped:

@@ -1,15 +1,16 @@
 """Which weights of a Keras 3 model can be pruned, and their stable keys.
 
-Keys are those of :mod:`sbp_tf.pruning.targets` (the tf_keras path): the
-path of nested model names down to the layer, then the weight, joined by
-``/`` (``"conv1/kernel"``, ``"backbone/block2_conv/kernel"``), so a masks
+The walk and the registry are those of :mod:`sbp_tf.pruning.targets` (one
+implementation for both Keras paths), read with Keras 3's classes: the same
+layers are prunable on both paths, under the same keys (``"conv1/kernel"``,
+``"backbone/block2_conv/kernel"``, ``"mha/query/kernel"``,
+``"lstm/lstm_cell/recurrent_kernel"``, ``"emb/embeddings"``), so a masks
 file is valid on both paths for the same architecture. Keras 3 keeps a
 DepthwiseConv kernel in ``layer.kernel``; its key still ends in
-``depthwise_kernel`` as in Keras 2.
-
-Prunable: Dense, Conv (1D/2D/3D and transposed) ``kernel``, DepthwiseConv
-``depthwise_kernel``, SeparableConv depthwise and pointwise kernels. Never:
-biases, batch-norm parameters, embeddings.
+``depthwise_kernel`` as in Keras 2. Layers holding trainable weights that no
+registry entry covers are listed by :func:`unprunable_layers` (and in the
+report), never skipped silently; :func:`sbp_tf.pruning.register_target`
+accepts Keras 3 classes.
 
 Usage::
 
@@ -18,74 +19,23 @@ Usage::
       print(t.key, t.variable.shape, t.constraint_attr)
 """
 
-import dataclasses
-from typing import Iterator, List, Tuple
+from typing import Dict, List
 
 from sbp_tf.keras3._runtime import check_model, keras
+from sbp_tf.pruning import targets as _targets
 
-_L = keras.layers
-# (layer class, ((key suffix, weight attribute, constraint attribute), ...)).
-_PRUNABLE = (
-    ((_L.SeparableConv1D, _L.SeparableConv2D),
-     (("depthwise_kernel", "depthwise_kernel", "depthwise_constraint"),
-      ("pointwise_kernel", "pointwise_kernel", "pointwise_constraint"))),
-    ((_L.DepthwiseConv1D, _L.DepthwiseConv2D),
-     (("depthwise_kernel", "kernel", "depthwise_constraint"),)),
-    ((_L.Conv1D, _L.Conv2D, _L.Conv3D, _L.Conv1DTranspose, _L.Conv2DTranspose,
-      _L.Conv3DTranspose, _L.Dense),
-     (("kernel", "kernel", "kernel_constraint"),)),
-)
+KERAS3 = _targets.Table(keras, _targets.builtin(depthwise_kernel_in="kernel"))
+Target = _targets.Target
 
 
-@dataclasses.dataclass(frozen=True)
-class Target:
-  """One prunable weight.
-
-  Attributes:
-    key: ``"<layer path>/<name>"`` (as on the tf_keras path).
-    layer: the Keras 3 layer owning the weight.
-    attr: the layer attribute holding the variable.
-    constraint_attr: the layer attribute (and config field) of its
-      constraint, e.g. ``kernel_constraint``.
-  """
-  key: str
-  layer: object
-  attr: str
-  constraint_attr: str
-
-  @property
-  def variable(self):
-    return getattr(self.layer, self.attr)
-
-
-def prunable_attrs(layer) -> Tuple[Tuple[str, str, str], ...]:
-  """``(key suffix, attribute, constraint attribute)`` of each prunable
-  weight of ``layer`` (empty for other layers)."""
-  for classes, attrs in _PRUNABLE:
-    if isinstance(layer, classes):
-      return attrs
-  return ()
-
-
-def _walk(layer, prefix) -> Iterator[Target]:
-  if isinstance(layer, _L.Wrapper):
-    yield from _walk(layer.layer, prefix)
-    return
-  if isinstance(layer, keras.Model):
-    for sub in layer.layers:
-      yield from _walk(sub, prefix + layer.name + "/")
-    return
-  for suffix, attr, constraint_attr in prunable_attrs(layer):
-    v = getattr(layer, attr, None)
-    if v is None:
-      continue
+def _check_variables(targets) -> None:
+  for t in targets:
+    v = t.variable
     if not isinstance(v, keras.Variable):
       raise TypeError(
-          f"{layer.name}.{attr} is a {type(v).__name__}, not a variable (a "
-          "quantized or LoRA layer computes it). Fix: prune the float model "
-          "before quantizing or enabling LoRA.")
-    yield Target(prefix + layer.name + "/" + suffix, layer, attr,
-                 constraint_attr)
+          f"{t.layer.name}.{t.attr} is a {type(v).__name__}, not a variable "
+          "(a quantized or LoRA layer computes it). Fix: prune the float "
+          "model before quantizing or enabling LoRA.")
 
 
 def prunable_targets(model) -> List[Target]:
@@ -95,17 +45,27 @@ def prunable_targets(model) -> List[Target]:
   appear once.
 
   Raises:
-    TypeError: ``model`` is not a Keras 3 model (e.g. tf_keras).
+    TypeError: ``model`` is not a Keras 3 model (e.g. tf_keras), or a
+      prunable weight is computed (quantized, LoRA) rather than stored.
     ValueError: ``model`` is not built.
   """
   check_model(model, "prunable_targets")
-  out, seen = [], set()
-  for sub in model.layers:
-    for t in _walk(sub, ""):
-      if id(t.variable) not in seen:
-        seen.add(id(t.variable))
-        out.append(t)
+  out = _targets.prunable_targets(model, KERAS3)
+  _check_variables(out)
   return out
 
 
-__all__ = ["Target", "prunable_attrs", "prunable_targets"]
+def unprunable_layers(model) -> List[Dict]:
+  """Layers whose own trainable weights no registry entry covers (not
+  pruned): ``[{layer, type, weights}]``, as on the tf_keras path."""
+  check_model(model, "unprunable_layers")
+  return _targets.unprunable_layers(model, KERAS3)
+
+
+def prunable_attrs(layer):
+  """Key segments of the prunable weights of ``layer`` (may be empty)."""
+  return _targets.prunable_attrs(layer, KERAS3)
+
+
+__all__ = ["KERAS3", "Target", "prunable_attrs", "prunable_targets",
+           "unprunable_layers"]

@@ -1,17 +1,20 @@
 """Checks to run on masks before training: collapse, connectivity, critical sparsity.
 
 * Layer collapse: a prunable layer whose mask keeps no weight.
-* Connectivity: is every output still reachable from the input? Every kernel
+* Connectivity: does every output still depend on the input? Every kernel
   is replaced by its mask divided by the unit's kept fan-in count (a
   non-negative averaging, so no overflow), biases by 0, batch norm by the
   identity, every layer's activation by the identity, other weights by
-  ``|w|``; one all-ones input is propagated in inference mode. The network is
-  then a nonnegative linear map, so an output is reachable iff it is ``> 0``,
+  ``|w|``; the all-ones input and then no input are propagated in inference
+  mode. The network is then a nonnegative linear map of its input plus the
+  constants of weights that add one (a custom position embedding), so an
+  output is reachable iff it is larger with the input than without,
   whatever the model's activations (clipping activation layers, gates,
-  softmax, LayerNorm and recurrent layers as in
+  softmax, LayerNorm, embeddings and recurrent layers as in
   :func:`state.linearize_activations`). A kernel whose kept weights all get
-  zero gradient of the summed output lies on no input-output path: a *dead*
-  branch, reported even where a skip connection keeps the outputs reachable.
+  no gradient of the input's part of the summed output lies on no
+  input-output path: a *dead* branch, reported even where a skip connection
+  keeps the outputs reachable.
 * Critical sparsity of a score: the largest global sparsity whose top-k keeps
   at least one weight in every layer. With pool weights ranked by
   ``(-importance, index)`` and ``r_l`` the 0-based rank of the best weight of
@@ -32,8 +35,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 import numpy as np
 
 from sbp_tf.compat import tf
+from sbp_tf.pruning import kit as kit_lib
 from sbp_tf.pruning import state
-from sbp_tf.pruning.targets import prunable_targets
 
 
 def zero_fraction(variables) -> float:
@@ -108,21 +111,54 @@ def _mask_average(masks):
   return kernel_fn
 
 
-def connectivity(model, masks: Optional[Mapping[str, np.ndarray]] = None
-                 ) -> Connectivity:
-  """Propagates ones through the masked, linearized model (see module doc).
+def _zeros_like_inputs(ins) -> List:
+  return [tf.zeros_like(x) for x in ins]
 
-  A weight lies on an input-output path iff its input unit is reached and
-  its output unit reaches an output, i.e. iff ``dR/dw > 0`` for ``R`` the
-  sum of the outputs; a kernel whose kept weights all have ``dR/dw = 0`` is
-  ``dead``. Gates (squeeze-excite ``Multiply``, attention softmax) are at
-  their pass-through value (:func:`state.linearize_activations`), so a fully
-  pruned gate does not disconnect, as in the real network.
+
+def _pass(model, ins, targets):
+  """``(outputs, dR/dW)`` of one linearized pass (``R`` the summed outputs,
+  in float64)."""
+  with tf.GradientTape() as tape:
+    out = model(ins if len(ins) > 1 else ins[0], training=False)
+    out = [tf.cast(o, tf.float64) for o in tf.nest.flatten(out)]
+    r = tf.add_n([tf.reduce_sum(o) for o in out])
+  grads = tape.gradient(r, [t.variable for t in targets])
+  grads = [np.zeros(t.variable.shape) if g is None
+           else np.asarray(tf.convert_to_tensor(g), np.float64)
+           for t, g in zip(targets, grads)]
+  return np.concatenate([o.numpy().ravel() for o in out]), grads
+
+
+def _depends(with_input, without, rtol: float = 1e-9):
+  """``with_input - without > rtol * with_input``: the part carried by the
+  input (nonnegative linear maps plus constants), robust to rounding."""
+  return (with_input - without) > rtol * np.abs(with_input)
+
+
+def connectivity(model, masks: Optional[Mapping[str, np.ndarray]] = None,
+                 *, kit=None) -> Connectivity:
+  """Propagates the input through the masked, linearized model (module doc).
+
+  In the linearized state the network is a nonnegative linear map of its
+  input plus what weights that add a constant contribute (a custom
+  layer's position embedding, an offset: weights the engine cannot tell
+  from a scale, so they stay ``|w|``). Two passes separate them: one with
+  the all-ones input, one without it (float inputs 0, every embedding 0;
+  :func:`state.zero_input`). Output ``o`` is reachable iff
+  ``o(1) - o(0) > 0``, and a kept weight lies on an input-output path iff
+  ``w * (dR(1)/dw - dR(0)/dw) > 0`` for ``R`` the sum of the outputs; a
+  kernel with kept weights none of which does is ``dead``. Gates
+  (squeeze-excite ``Multiply``, attention softmax) are at their
+  pass-through value (:func:`state.linearize_activations`), so a fully
+  pruned gate does not disconnect, as in the real network; an embedding
+  feeds the sum of its rows (every token id), so any kept row connects.
 
   Args:
     model: a built functional or Sequential Keras model (several inputs and
       outputs allowed) with fixed input shapes.
     masks: key -> 0/1 mask; default: the model's nonzero kernel entries.
+    kit: the Keras path's hooks (:mod:`sbp_tf.pruning.kit`); default
+      tf_keras.
 
   Returns:
     :class:`Connectivity` over all outputs, flattened.
@@ -131,20 +167,18 @@ def connectivity(model, masks: Optional[Mapping[str, np.ndarray]] = None
     ValueError: no static graph or no fixed input shape (see
       :func:`ones_inputs`).
   """
+  kit = kit_lib.TF_KERAS if kit is None else kit
   ins = ones_inputs(model)
-  targets = prunable_targets(model)
-  with state.linearized(model, _mask_average(masks)):
-    with tf.GradientTape() as tape:
-      out = model(ins if len(ins) > 1 else ins[0], training=False)
-      out = [tf.cast(o, tf.float64) for o in tf.nest.flatten(out)]
-      r = tf.add_n([tf.reduce_sum(o) for o in out])
-    grads = tape.gradient(r, [t.variable for t in targets])
-    out = np.concatenate([o.numpy().ravel() for o in out])
-    dead = tuple(t.key for t, g in zip(targets, grads)
-                 if np.any(t.variable.numpy()) and (
-                     g is None or not np.any(t.variable.numpy() *
-                                             tf.convert_to_tensor(g).numpy())))
-  reach = (out > 0) | ~np.isfinite(out)
+  targets = kit.prunable_targets(model)
+  with kit.linearized(model, _mask_average(masks)):
+    out, grads = _pass(model, ins, targets)
+    with state.zero_input():
+      out0, grads0 = _pass(model, _zeros_like_inputs(ins), targets)
+    values = [np.abs(np.asarray(t.variable.numpy(), np.float64))
+              for t in targets]
+  dead = tuple(t.key for t, w, g, g0 in zip(targets, values, grads, grads0)
+               if np.any(w) and not np.any(_depends(w * g, w * g0)))
+  reach = _depends(out, out0) | ~np.isfinite(out)
   return Connectivity(connected=bool(np.all(reach)),
                       reachable_fraction=float(np.mean(reach)), dead=dead)
 

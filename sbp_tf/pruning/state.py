@@ -9,7 +9,7 @@ moving mean 0, moving variance 1, used in inference mode), other weights
 ``|w|``, and every layer in its linear form (:func:`linearize_activations`:
 activations and clipping activation layers the identity, gates and
 attention softmax at their pass-through values, recurrent layers a linear
-recurrence, LayerNorm the identity), so the network computes ``prod |W|``
+recurrence, LayerNorm the identity, embeddings the sum of their rows), so the network computes ``prod |W|``
 applied to its input whatever its nonlinearity (a saturating tanh or a
 ReLU6 would otherwise shrink or clip the signal and SynFlow's gradients
 layer by layer). Layers of no known form run as they are, with a warning.
@@ -176,6 +176,40 @@ def _gated_product(layer, inputs, *args, **kwargs):
   return out
 
 
+_PROBE = {"input_scale": 1.0}
+
+
+@contextlib.contextmanager
+def zero_input():
+  """Context: integer inputs count as absent in the linearized pass (every
+  ``Embedding`` feeds 0), as a float input of zeros does; the connectivity
+  check's second pass, which measures what the outputs hold without the
+  input (weights that add a constant, e.g. a custom position embedding)."""
+  _PROBE["input_scale"] = 0.0
+  try:
+    yield
+  finally:
+    _PROBE["input_scale"] = 1.0
+
+
+def _all_tokens(layer, inputs, *args, **kwargs):
+  """An ``Embedding`` at the all-ones input of its one-hot form.
+
+  A lookup is the linear map ``onehot(ids) @ E``; the all-ones input of
+  that map puts a 1 on every token id, so every position receives
+  ``sum_v E[v]`` whatever the ids::
+
+      out[..., :] = s * sum_v E[v, :]     (s = 1; 0 inside zero_input())
+
+  so every row of ``E`` lies on a path (SynFlow scores all of them, the
+  connectivity check reaches the output through any kept row), not only the
+  row of the probe's token id.
+  """
+  e = tf.convert_to_tensor(layer.embeddings)
+  total = tf.reduce_sum(e, axis=0) * tf.cast(_PROBE["input_scale"], e.dtype)
+  return tf.ones(tf.concat([tf.shape(inputs), [1]], 0), e.dtype) * total
+
+
 def _linear_recurrence(layer, inputs, *args, **kwargs):
   """A recurrent layer with every activation the identity and its gates'
   products replaced by the mean of the factors' pre-activations::
@@ -217,22 +251,23 @@ def _recurrence_or_none(layer):
   return None
 
 
-# Layer class -> its linearized ``call(layer, inputs, *args, **kwargs)``; a
-# factory (``_recurrence_or_none``) returns None when it cannot linearize.
-_LINEAR_CALLS = [
-    (_classes("ReLU", "LeakyReLU", "ELU", "ThresholdedReLU", "PReLU",
-              "Activation", "LayerNormalization", "GroupNormalization",
-              "UnitNormalization", "Normalization", "Rescaling"), _identity),
-    (_classes("Softmax"), _uniform_softmax),
-    (_classes("Multiply"), _gated_product),
-]
+# Layer class names -> their linearized ``call(layer, inputs, *args,
+# **kwargs)``, by name so that both Keras paths read the one table
+# (:func:`linear_tables`).
+LINEAR_CALL_NAMES = (
+    (("ReLU", "LeakyReLU", "ELU", "ThresholdedReLU", "PReLU", "Activation",
+      "LayerNormalization", "GroupNormalization", "UnitNormalization",
+      "Normalization", "Rescaling"), _identity),
+    (("Softmax",), _uniform_softmax),
+    (("Multiply",), _gated_product),
+    (("Embedding",), _all_tokens),
+)
 _USER_CALLS: List = []
-# Linear (or nonnegative piecewise-linear) as they are: no warning. Names,
-# so the Keras 3 path (sbp_tf.keras3.state) reads the same list.
+# Linear (or nonnegative piecewise-linear) as they are: no warning.
 LINEAR_AS_IS_NAMES = (
     "InputLayer", "Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D",
     "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D", "EinsumDense",
-    "Embedding", "BatchNormalization", "Flatten", "Reshape", "Permute",
+    "BatchNormalization", "Flatten", "Reshape", "Permute",
     "RepeatVector", "Add", "Average", "Concatenate", "Maximum", "Minimum",
     "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
     "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization",
@@ -243,9 +278,22 @@ LINEAR_AS_IS_NAMES = (
     "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalMaxPooling1D",
     "GlobalMaxPooling2D", "GlobalMaxPooling3D", "Masking",
     "Identity", "Wrapper", "MultiHeadAttention", "LSTMCell", "GRUCell",
-    "SimpleRNNCell", "Sequential")
-_LINEAR_AS_IS = _classes(*LINEAR_AS_IS_NAMES) + (
-    sbp_layers.StableScale,)  # shortcut + branch / sqrt(L): linear
+    "SimpleRNNCell", "Sequential", "Bidirectional")
+
+
+def linear_tables(layers_module, stable_scale: type):
+  """``(calls, as_is)`` of one Keras: :data:`LINEAR_CALL_NAMES` and
+  :data:`LINEAR_AS_IS_NAMES` resolved in ``layers_module``
+  (``keras.layers`` of tf_keras or of Keras 3), plus that Keras'
+  ``StableScale`` (shortcut + branch / sqrt(L): linear)."""
+  def classes(names):
+    return tuple(getattr(layers_module, n) for n in names
+                 if hasattr(layers_module, n))
+  calls = [(classes(names), fn) for names, fn in LINEAR_CALL_NAMES]
+  return calls, classes(LINEAR_AS_IS_NAMES) + (stable_scale,)
+
+
+_LINEAR_CALLS, _LINEAR_AS_IS = linear_tables(_L, sbp_layers.StableScale)
 
 
 def register_linearization(layer_class: type, call=None) -> type:
@@ -265,14 +313,14 @@ def register_linearization(layer_class: type, call=None) -> type:
   Returns:
     ``layer_class``.
   """
-  if not _is_layer_class(layer_class):
+  if not is_layer_class(layer_class):
     raise TypeError(f"register_linearization expects a keras.layers.Layer "
                     f"subclass (tf_keras or Keras 3), got {layer_class!r}.")
   _USER_CALLS.insert(0, (layer_class, call))
   return layer_class
 
 
-def _is_layer_class(c) -> bool:
+def is_layer_class(c) -> bool:
   """A tf_keras Layer subclass, or a Keras 3 one (recognised by its base
   ``keras.src...Layer``, so this module never imports Keras 3)."""
   return isinstance(c, type) and (issubclass(c, _L.Layer) or any(
@@ -309,14 +357,20 @@ def warn_not_linearized(unknown: List[str]) -> None:
       "(LayerClass, call) or None if the layer is linear.", stacklevel=4)
 
 
-def _linear_call(layer):
-  """``(known, call or None)`` for a tf_keras ``layer`` (:func:`linear_call`;
-  recurrent layers get :func:`_linear_recurrence` where it applies)."""
-  known, call = linear_call(layer, _LINEAR_CALLS, _LINEAR_AS_IS)
-  if not known and isinstance(layer, _L.RNN):
+def linear_call_of(layer, layers_module, calls, as_is):
+  """:func:`linear_call`, and for a recurrent layer of ``layers_module``
+  (``layers.RNN`` and its subclasses) :func:`_linear_recurrence` where it
+  applies."""
+  known, call = linear_call(layer, calls, as_is)
+  if not known and isinstance(layer, layers_module.RNN):
     call = _recurrence_or_none(layer)
     return call is not None, call
   return known, call
+
+
+def _linear_call(layer):
+  """``(known, call or None)`` for a tf_keras ``layer``."""
+  return linear_call_of(layer, _L, _LINEAR_CALLS, _LINEAR_AS_IS)
 
 
 def _settable_activation(layer) -> bool:

@@ -178,7 +178,7 @@ def apply(model, masks: Mapping[str, np.ndarray], *, rescale=False,
 
 def diagnose(model, masks: Mapping[str, np.ndarray],
              scores: Optional[Mapping[str, np.ndarray]] = None,
-             dense: Iterable[str] = ()) -> Dict:
+             dense: Iterable[str] = (), *, kit=None) -> Dict:
   """What ``masks`` do to ``model`` at init, before any training.
 
   Returns a dict: ``collapsed`` (keys of fully pruned layers),
@@ -189,13 +189,14 @@ def diagnose(model, masks: Mapping[str, np.ndarray],
   or fails (a layer the linearized pass cannot run): a diagnostic never
   turns a good prune into an exception. Given ``scores``, also
   ``critical_sparsity`` / ``critical_layer`` (the largest sparsity at which
-  these scores keep every layer alive).
+  these scores keep every layer alive). ``kit``: the Keras path's hooks
+  (:mod:`sbp_tf.pruning.kit`; default tf_keras).
   """
   m = masks if isinstance(masks, masks_lib.Masks) else masks_lib.Masks(masks)
   out = dict(collapsed=m.collapsed(), connected=None, reachable_fraction=None,
              dead=None)
   try:
-    conn = diagnostics.connectivity(model, m)
+    conn = diagnostics.connectivity(model, m, kit=kit)
   except Exception as e:  # pylint: disable=broad-except
     # Whatever a layer raises in the linearized pass (AttributeError of a
     # subclassed model included): the check is unavailable, not fatal.

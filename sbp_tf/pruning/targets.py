@@ -47,45 +47,108 @@ Usage::
 import dataclasses
 from typing import Dict, Iterator, List, Optional, Tuple
 
+import numpy as np
+
 from sbp_tf import compat
 from sbp_tf.compat import keras
 
 _L = keras.layers
 
+# The layer attribute (and config field) holding each prunable weight's
+# constraint: Keras 3 keeps masks there (sbp_tf.keras3.mask).
+_CONSTRAINTS = {"kernel": "kernel_constraint",
+                "recurrent_kernel": "recurrent_constraint",
+                "embeddings": "embeddings_constraint",
+                "depthwise_kernel": "depthwise_constraint",
+                "pointwise_kernel": "pointwise_constraint"}
 
-def _classes(*names) -> Tuple[type, ...]:
-  """The ``keras.layers`` classes of these names that this Keras has."""
-  return tuple(getattr(_L, n) for n in names if hasattr(_L, n))
+
+@dataclasses.dataclass(frozen=True)
+class Slot:
+  """One prunable weight of a layer class: its key segment, the attribute
+  holding the variable (Keras 3 keeps a DepthwiseConv kernel in ``kernel``,
+  keyed ``depthwise_kernel`` as in Keras 2) and its constraint attribute."""
+  suffix: str
+  attr: str
+  constraint: str = ""
+
+  @classmethod
+  def of(cls, attr: str, stored_in: str = "") -> "Slot":
+    held = stored_in or attr
+    return cls(attr, held, _CONSTRAINTS.get(attr, ""))
 
 
-# (layer classes, prunable attributes); the first isinstance match wins, so
-# subclasses precede their bases (SeparableConv and DepthwiseConv are Convs).
-_BUILTIN = [
-    (_classes("SeparableConv1D", "SeparableConv2D"),
-     ("depthwise_kernel", "pointwise_kernel")),
-    (_classes("DepthwiseConv1D", "DepthwiseConv2D"), ("depthwise_kernel",)),
-    (_classes("Conv1D", "Conv2D", "Conv3D", "Dense", "EinsumDense"),
-     ("kernel",)),
-    (_classes("Embedding"), ("embeddings",)),
-    (_classes("LSTMCell", "GRUCell", "SimpleRNNCell"),
-     ("kernel", "recurrent_kernel")),
-    (_classes("BatchNormalization", "LayerNormalization",
-              "GroupNormalization", "UnitNormalization", "PReLU"), ()),
-]
+class Table:
+  """One Keras' built-in registry and the classes its walk needs.
+
+  Args:
+    keras_module: ``tf_keras`` or Keras 3 (``import keras``).
+    builtin: ``[(class names, (Slot, ...))]``; the first isinstance match
+      wins, so subclasses precede their bases (SeparableConv and
+      DepthwiseConv are Convs). Names missing in this Keras are skipped.
+  """
+
+  def __init__(self, keras_module, builtin):
+    layers = keras_module.layers
+    self.keras = keras_module
+    self.builtin = [(tuple(getattr(layers, n) for n in names
+                           if hasattr(layers, n)), slots)
+                    for names, slots in builtin]
+    self.bidirectional = getattr(layers, "Bidirectional", ())
+    self.wrapper = layers.Wrapper
+
+  def lookup(self, layer) -> Optional[Tuple[Slot, ...]]:
+    """The slots of ``layer`` (users' registrations first), None if its
+    class is in no registry."""
+    for classes, attrs in _USER:
+      if isinstance(layer, classes):
+        return tuple(Slot.of(a) for a in attrs)
+    for classes, slots in self.builtin:
+      if isinstance(layer, classes):
+        return slots
+    return None
+
+
+def _slots(*attrs) -> Tuple[Slot, ...]:
+  return tuple(Slot.of(a) for a in attrs)
+
+
+def builtin(depthwise_kernel_in: str = "depthwise_kernel") -> List:
+  """The built-in registry as ``[(class names, slots)]`` (the module
+  table), the same for both Keras paths but for where a DepthwiseConv
+  keeps its kernel (``depthwise_kernel_in``: Keras 3 uses ``kernel``)."""
+  return [
+      (("SeparableConv1D", "SeparableConv2D"),
+       _slots("depthwise_kernel", "pointwise_kernel")),
+      (("DepthwiseConv1D", "DepthwiseConv2D"),
+       (Slot.of("depthwise_kernel", stored_in=depthwise_kernel_in),)),
+      (("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
+        "Conv3DTranspose", "Dense", "EinsumDense"), _slots("kernel")),
+      (("Embedding",), _slots("embeddings")),
+      (("LSTMCell", "GRUCell", "SimpleRNNCell"),
+       _slots("kernel", "recurrent_kernel")),
+      (("BatchNormalization", "LayerNormalization", "GroupNormalization",
+        "UnitNormalization", "PReLU"), ()),
+  ]
+
+
+TF_KERAS = Table(keras, builtin())
 _USER: List[Tuple[Tuple[type, ...], Tuple[str, ...]]] = []
 
 
 def register_target(layer_class: type, attrs) -> type:
   """Declares which weight attributes of ``layer_class`` are prunable.
 
-  Registered classes take precedence over the built-in table (the latest
-  registration first), subclasses included. ``attrs=()`` declares a layer
-  that holds weights but is never pruned (no "not pruned" report for it).
-  An attribute may be a dotted path (``"cell.kernel"``); its key segment is
+  One registry for both Keras paths (a tf_keras class serves
+  :mod:`sbp_tf.pruning`, a Keras 3 one :mod:`sbp_tf.keras3`). Registered
+  classes take precedence over the built-in table (the latest registration
+  first), subclasses included. ``attrs=()`` declares a layer that holds
+  weights but is never pruned (no "not pruned" report for it). An
+  attribute may be a dotted path (``"cell.kernel"``); its key segment is
   the path as written.
 
   Args:
-    layer_class: a ``keras.layers.Layer`` subclass.
+    layer_class: a ``keras.layers.Layer`` subclass (tf_keras or Keras 3).
     attrs: attribute names holding the prunable variables.
 
   Returns:
@@ -94,7 +157,8 @@ def register_target(layer_class: type, attrs) -> type:
   Raises:
     TypeError: ``layer_class`` is not a Layer class or attrs not strings.
   """
-  if not (isinstance(layer_class, type) and issubclass(layer_class, _L.Layer)):
+  from sbp_tf.pruning.state import is_layer_class  # pylint: disable=import-outside-toplevel
+  if not is_layer_class(layer_class):
     raise TypeError(f"register_target expects a keras.layers.Layer subclass, "
                     f"got {layer_class!r}. Fix: pass the class, e.g. "
                     "register_target(MyLayer, ('kernel',)).")
@@ -106,12 +170,15 @@ def register_target(layer_class: type, attrs) -> type:
   return layer_class
 
 
-def registered_targets() -> Dict[str, Tuple[str, ...]]:
+def registered_targets(table: Table = TF_KERAS) -> Dict[str, Tuple[str, ...]]:
   """``{class name: prunable attributes}`` in lookup order (users' first)."""
   out = {}
-  for classes, attrs in _USER + _BUILTIN:
+  for classes, attrs in _USER:
     for cls in classes:
-      out.setdefault(cls.__name__, attrs)
+      out.setdefault(cls.__name__, tuple(attrs))
+  for classes, slots in table.builtin:
+    for cls in classes:
+      out.setdefault(cls.__name__, tuple(s.suffix for s in slots))
   return out
 
 
@@ -128,12 +195,15 @@ class Target:
       MultiHeadAttention, custom layer); the layer a mask wrapper wraps.
     local: the key relative to ``owner`` (``"kernel"``,
       ``"query/kernel"``, ``"lstm_cell/kernel"``).
+    constraint_attr: the attribute of ``layer`` holding the weight's
+      constraint (``"kernel_constraint"``; ``""`` if it has none).
   """
   key: str
   layer: object
   attr: str
   owner: object = None
   local: str = ""
+  constraint_attr: str = ""
 
   @property
   def variable(self):
@@ -147,48 +217,41 @@ def resolve(obj, path: str):
   return obj
 
 
-def _lookup(layer) -> Optional[Tuple[str, ...]]:
-  for classes, attrs in _USER + _BUILTIN:
-    if isinstance(layer, classes):
-      return attrs
-  return None
-
-
-def prunable_attrs(layer) -> tuple:
-  """Names of the registered prunable attributes of ``layer`` (may be
+def prunable_attrs(layer, table: Table = TF_KERAS) -> tuple:
+  """Key segments of the registered prunable weights of ``layer`` (may be
   empty; sublayers of a composite are not included, see
   :func:`layer_targets`)."""
-  return _lookup(layer) or ()
+  return tuple(s.suffix for s in table.lookup(layer) or ())
 
 
-def _is_transparent(layer) -> bool:
-  return (isinstance(layer, _L.Wrapper)
-          and not isinstance(layer, _classes("Bidirectional")))
+def _is_transparent(layer, table: Table) -> bool:
+  return (isinstance(layer, table.wrapper)
+          and not isinstance(layer, table.bidirectional))
 
 
 def _sublayers(layer) -> List:
   return compat.flatten_layers(layer, include_self=False, recursive=False)
 
 
-def _visit(layer, prefix, owner=None, base=""
+def _visit(layer, prefix, table: Table, owner=None, base=""
            ) -> Iterator[Tuple[str, object, object, str]]:
   """Yields ``(path, layer, owner, base)`` for every layer down to the
   registered ones (``base``: the path of the model holding ``owner``)."""
-  if _is_transparent(layer):
+  if _is_transparent(layer, table):
     if owner is None and not _is_mask_wrapper(layer):
       owner, base = layer, prefix  # TimeDistributed: the layer to wrap
-    yield from _visit(layer.layer, prefix, owner, base)
+    yield from _visit(layer.layer, prefix, table, owner, base)
     return
-  if isinstance(layer, keras.Model):
+  if isinstance(layer, table.keras.Model):
     for sub in layer.layers:
-      yield from _visit(sub, prefix + layer.name + "/")
+      yield from _visit(sub, prefix + layer.name + "/", table)
     return
   if owner is None:
     owner, base = layer, prefix
   yield prefix + layer.name, layer, owner, base
-  if _lookup(layer) is None:  # a composite: search its sublayers
+  if table.lookup(layer) is None:  # a composite: search its sublayers
     for sub in _sublayers(layer):
-      yield from _visit(sub, prefix + layer.name + "/", owner, base)
+      yield from _visit(sub, prefix + layer.name + "/", table, owner, base)
 
 
 def _is_mask_wrapper(layer) -> bool:
@@ -204,20 +267,20 @@ def resolve_or_none(obj, path: str):
     return None
 
 
-def _walk(layer, prefix="") -> Iterator[Target]:
-  for path, sub, owner, base in _visit(layer, prefix):
+def _walk(layer, prefix="", table: Table = TF_KERAS) -> Iterator[Target]:
+  for path, sub, owner, base in _visit(layer, prefix, table):
     own = base + owner.name + "/"
-    for attr in prunable_attrs(sub):
-      if resolve_or_none(sub, attr) is not None:
-        key = path + "/" + attr
+    for slot in table.lookup(sub) or ():
+      if resolve_or_none(sub, slot.attr) is not None:
+        key = path + "/" + slot.suffix
         local = key[len(own):] if key.startswith(own) else key[len(base):]
-        yield Target(key, sub, attr, owner, local)
+        yield Target(key, sub, slot.attr, owner, local, slot.constraint)
 
 
-def layer_targets(layer) -> Dict[str, Target]:
+def layer_targets(layer, table: Table = TF_KERAS) -> Dict[str, Target]:
   """``{local key: Target}`` of the prunable weights inside ``layer``
   (keys relative to ``layer``: ``"kernel"``, ``"query/kernel"``)."""
-  return {t.local: t for t in _walk(layer)}
+  return {t.local: t for t in _walk(layer, "", table)}
 
 
 def _check_built(model):
@@ -227,12 +290,14 @@ def _check_built(model):
         "Call it on an input or pass input_shape before pruning.")
 
 
-def prunable_targets(model) -> List[Target]:
+def prunable_targets(model, table: Table = TF_KERAS) -> List[Target]:
   """Lists the prunable weights of a built model in layer order.
 
   Args:
-    model: a built ``tf.keras.Model`` (Sequential, functional or subclassed,
+    model: a built Keras model (Sequential, functional or subclassed,
       possibly nested or wrapped by tfmot).
+    table: the Keras whose registry applies (:data:`TF_KERAS`; the Keras 3
+      path passes its own).
 
   Returns:
     Targets in the model's layer order (inputs side first). The top-level
@@ -244,7 +309,7 @@ def prunable_targets(model) -> List[Target]:
   _check_built(model)
   out, seen = [], set()
   for sub in model.layers:
-    for t in _walk(sub, ""):
+    for t in _walk(sub, "", table):
       if id(t.variable) in seen:  # shared layers appear once
         continue
       seen.add(id(t.variable))
@@ -252,7 +317,11 @@ def prunable_targets(model) -> List[Target]:
   return out
 
 
-def unprunable_layers(model) -> List[Dict]:
+def _weight_count(v) -> int:
+  return int(np.prod([int(d) for d in v.shape]))
+
+
+def unprunable_layers(model, table: Table = TF_KERAS) -> List[Dict]:
   """Layers holding trainable weights of their own that no registry entry
   covers, so they are *not pruned*: ``[{layer, type, weights}]`` in layer
   order, each layer once (``weights``: number of trainable scalars).
@@ -263,13 +332,13 @@ def unprunable_layers(model) -> List[Dict]:
   _check_built(model)
   out, seen = [], set()
   for sub in model.layers:
-    for path, layer, _, _ in _visit(sub, ""):
-      if id(layer) in seen or _lookup(layer) is not None:
+    for path, layer, _, _ in _visit(sub, "", table):
+      if id(layer) in seen or table.lookup(layer) is not None:
         continue
       seen.add(id(layer))
       inner = {id(v) for s in _sublayers(layer) for v in s.trainable_weights}
       own = [v for v in layer.trainable_weights if id(v) not in inner]
       if own:
         out.append(dict(layer=path, type=type(layer).__name__,
-                        weights=int(sum(v.shape.num_elements() for v in own))))
+                        weights=sum(_weight_count(v) for v in own)))
   return out
