@@ -182,3 +182,16 @@ def call_spec(model):
   shape = build_input_shape(model)
   return None if shape is None else tf.nest.map_structure(
       lambda s: tf.TensorSpec(s, keras.backend.floatx()), shape)
+
+
+def node_input_layers(layer) -> List[List]:
+  """Per call of ``layer`` in a functional graph (tf_keras or Keras 3), the
+  layers producing its inputs, in input order (``[]`` for a layer never
+  called on symbolic inputs)."""
+  out = []
+  for node in getattr(layer, "_inbound_nodes", None) or []:
+    tensors = (getattr(node, "keras_inputs", None)
+               or getattr(node, "input_tensors", None) or [])
+    out.append([t._keras_history[0] for t in tensors  # pylint: disable=protected-access
+                if getattr(t, "_keras_history", None)])
+  return out

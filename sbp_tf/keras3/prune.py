@@ -221,7 +221,8 @@ def prune(model, method, sparsity, data=None, *, loss=None, scope="global",
     state.restore(snap)  # undo scoring side effects (BN stats, rounds)
     diag = diagnose(model, masks, scores, dense)
     rounds_lib.check_collapse(diag, f"keras3.prune({m.name!r})", sparsity,
-                              on_collapse)
+                              on_collapse,
+                              rounds=rounds, scope=scope)
     factors = apply(model, masks, rescale=mode or False)
   except BaseException:
     state.restore(snap)

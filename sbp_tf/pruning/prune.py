@@ -127,7 +127,8 @@ def prune(model, method, sparsity, data=None, *, loss=None, loss_weights=None,
                                 strategy, loss_weights=loss_weights).plan
       diag.update(loss=plan.description, from_logits=plan.from_logits)
     rounds_lib.check_collapse(diag, f"prune({m.name!r})", sparsity,
-                              on_collapse)
+                              on_collapse,
+                              rounds=rounds, scope=scope)
     factors = steps.apply(model, masks, rescale=mode or False)
   except BaseException:
     state.restore(snap)

@@ -41,15 +41,18 @@ from typing import Dict, Mapping, Optional
 
 import numpy as np
 
-from sbp_tf.compat import keras
-from sbp_tf.pruning.targets import prunable_targets
-
 MODES = ("offset", "channel", "unit")
-# Kernels the trick applies to; the others (Embedding, RNN cells,
-# EinsumDense/attention, registered custom layers) are only masked.
-_FEED_FORWARD = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D,
-                 keras.layers.Conv3D, keras.layers.DepthwiseConv2D,
-                 keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
+# Kernels the trick applies to, by class name so that one rule serves both
+# Keras paths; the others (Embedding, RNN cells, EinsumDense/attention,
+# registered custom layers) are only masked.
+_FEED_FORWARD = ("Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D",
+                 "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D")
+_TRANSPOSED = ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
+
+
+def _is_a(layer, names) -> bool:
+  """``layer`` is an instance of a class of one of ``names`` (any Keras)."""
+  return any(c.__name__ in names for c in type(layer).__mro__)
 
 
 def normalize_mode(rescale) -> Optional[str]:
@@ -72,15 +75,24 @@ def _initializer(layer, attr):
   return getattr(layer, name, None) if name else None
 
 
-def _axes(layer, attr, ndim, mode):
-  """(axes summed per group, number of offsets K for the per-offset target)."""
-  if attr == "depthwise_kernel":
-    return tuple(range(ndim - 2)), 1
-  if isinstance(layer, keras.layers.Dense) or ndim == 2:
-    return (0,), 1
-  if mode == "offset":
-    return (ndim - 2,), 1
-  return tuple(range(ndim - 1)), 1
+def group_axes(kind: str, ndim: int, mode: str) -> tuple:
+  """Axes summed per group of a kernel whose key ends in ``kind``."""
+  if kind == "depthwise_kernel":
+    return tuple(range(ndim - 2))
+  if ndim == 2:  # Dense
+    return (0,)
+  return (ndim - 2,) if mode == "offset" else tuple(range(ndim - 1))
+
+
+def rescaled(w: np.ndarray, delta: np.ndarray, s2: float, kind: str,
+             mode: str):
+  """``(rho * w * delta, rho)`` for one kernel (float64 arrays)."""
+  if mode == "offset" and kind != "depthwise_kernel" and w.ndim > 2:
+    s2 = s2 / int(np.prod(w.shape[:-2]))  # sigma_w^2 / K per offset
+  kept = np.sum((w * delta) ** 2, axis=group_axes(kind, w.ndim, mode),
+                keepdims=True)
+  rho = np.where(kept > 0, np.sqrt(s2 / np.where(kept > 0, kept, 1.0)), 1.0)
+  return rho * w * delta, rho
 
 
 def target_second_moment(layer, attr, reference: np.ndarray) -> float:
@@ -97,8 +109,8 @@ def target_second_moment(layer, attr, reference: np.ndarray) -> float:
 
 
 def rescale(model, masks: Mapping[str, np.ndarray], mode="offset",
-            reference: Optional[Mapping[str, np.ndarray]] = None
-            ) -> Dict[str, np.ndarray]:
+            reference: Optional[Mapping[str, np.ndarray]] = None, *,
+            kit=None) -> Dict[str, np.ndarray]:
   """Sets ``W <- rho * W * delta`` in place for every masked kernel.
 
   Args:
@@ -107,36 +119,36 @@ def rescale(model, masks: Mapping[str, np.ndarray], mode="offset",
     mode: ``'offset'`` (paper) or ``'channel'``/``'unit'``; ``True`` = offset.
     reference: key -> unpruned kernels for the empirical ``sigma_w^2`` when the
       initializer has no ``sigma_w`` (default: the model's current kernels).
+    kit: the Keras path's hooks (:mod:`sbp_tf.pruning.kit`; default
+      tf_keras).
 
   Returns:
     key -> the factors ``rho`` (broadcastable to the kernel).
   """
+  from sbp_tf.pruning import kit as kit_lib  # pylint: disable=import-outside-toplevel
   mode = normalize_mode(mode)
   if mode is None:
     return {}
+  kit = kit_lib.TF_KERAS if kit is None else kit
   factors, skipped = {}, []
-  for t in prunable_targets(model):
+  for t in kit.prunable_targets(model):
     if t.key not in masks:
       continue
-    if isinstance(t.layer, (keras.layers.Conv1DTranspose,
-                            keras.layers.Conv2DTranspose,
-                            keras.layers.Conv3DTranspose)):
+    if _is_a(t.layer, _TRANSPOSED):
       warnings.warn(f"rescale: {t.key} is a transposed convolution; its "
                     "fan-in depends on the stride, left unscaled.")
       continue
-    if not isinstance(t.layer, _FEED_FORWARD):
+    if not _is_a(t.layer, _FEED_FORWARD):
       skipped.append(t.key)  # masked (W * delta), not rescaled
       continue
-    w = t.variable.numpy().astype(np.float64)
-    delta = np.asarray(masks[t.key], np.float64)
+    kind = t.key.rsplit("/", 1)[-1]
+    value = t.variable.numpy()
+    w = value.astype(np.float64)
     ref = w if reference is None else np.asarray(reference[t.key], np.float64)
-    s2 = target_second_moment(t.layer, t.attr, ref)
-    axes = _axes(t.layer, t.attr, w.ndim, mode)[0]
-    if mode == "offset" and t.attr != "depthwise_kernel" and w.ndim > 2:
-      s2 = s2 / int(np.prod(w.shape[:-2]))  # sigma_w^2 / K per offset
-    kept = np.sum((w * delta) ** 2, axis=axes, keepdims=True)
-    rho = np.where(kept > 0, np.sqrt(s2 / np.where(kept > 0, kept, 1.0)), 1.0)
-    t.variable.assign((rho * w * delta).astype(t.variable.dtype.as_numpy_dtype))
+    s2 = target_second_moment(t.layer, kind, ref)
+    new, rho = rescaled(w, np.asarray(masks[t.key], np.float64), s2, kind,
+                        mode)
+    t.variable.assign(new.astype(value.dtype))
     factors[t.key] = rho
   if skipped:
     warnings.warn(

@@ -11,11 +11,13 @@ Usage::
                             zero_pruned, schedule.exponential(0.1, 3))
 """
 
-from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import (Callable, Dict, Iterable, List, Mapping, Optional,
+                    Sequence, Tuple)
 import warnings
 
 import numpy as np
 
+from sbp_tf.pruning import causes as causes_lib
 from sbp_tf.pruning import masks as masks_lib
 from sbp_tf.pruning import threshold
 
@@ -116,17 +118,52 @@ def check_dense_budget(targets, dense, scope, sparsity) -> None:
         "the sparsity or drop keep_first/keep_last.")
 
 
-def check_collapse(diag, where: str, sparsity, on_collapse) -> None:
+def _collapse_problem(diag) -> str:
+  collapsed = diag["collapsed"]
+  causes = diag.get("collapse_causes") or {}
+  if not diag["connected"] or not causes:
+    return f"fully pruned layer(s): {', '.join(collapsed)}"
+  groups = {}
+  for key in collapsed:
+    groups.setdefault(causes.get(key, "skip"), []).append(key)
+  return "fully pruned layer(s), the outputs staying connected: " + "; ".join(
+      f"{', '.join(keys)} ({causes_lib.DESCRIPTIONS[cause]})"
+      for cause, keys in groups.items())
+
+
+def _collapse_fixes(diag, sparsity, rounds, scope) -> List[str]:
+  """Only the options that can help: a lower sparsity where this score's
+  critical sparsity is below it, keep_first/keep_last where the first or
+  last layer collapsed, scope='layerwise' where a middle layer did, more
+  rounds for a one-shot prune."""
+  fixes = []
+  crit = diag.get("critical_sparsity")
+  if crit is not None and float(sparsity) > crit:
+    fixes.append(f"lower the sparsity to at most {crit:.4f} (this score's "
+                 "critical sparsity)")
+  edges = diag.get("edge_layers") or []
+  collapsed = diag["collapsed"]
+  if collapsed and any(k in edges for k in collapsed):
+    fixes.append("keep_first/keep_last (keep the first/last layer dense)")
+  if any(k not in edges for k in collapsed) and scope != "layerwise":
+    fixes.append("scope='layerwise' (every layer keeps the same fraction)")
+  if rounds in (None, 1):
+    fixes.append("rounds>1 (iterative pruning)")
+  return fixes
+
+
+def check_collapse(diag, where: str, sparsity, on_collapse, rounds=None,
+                   scope=None) -> None:
   """Warns (or raises, or ignores) on fully pruned layers, kernels whose
   kept weights are on no input-output path (``dead``) or a disconnected
-  network, quoting the score's critical sparsity; ``where`` names the call,
-  e.g. ``"prune('sbp')"``."""
+  network; names the cause of each collapse where the outputs stay
+  connected (a Bidirectional half, attention query/key, a gate, a branch
+  behind a skip: ``diag["collapse_causes"]``) and suggests only the options
+  that can help (:func:`_collapse_fixes`); ``where`` names the call, e.g.
+  ``"prune('sbp')"``."""
   problems = []
   if diag["collapsed"]:
-    problems.append(f"fully pruned layer(s): {', '.join(diag['collapsed'])}"
-                    + (" (the outputs stay connected: these layers are on "
-                       "branches that a skip connection bypasses)"
-                       if diag["connected"] else ""))
+    problems.append(_collapse_problem(diag))
   if diag.get("dead") and diag["connected"]:  # else every kernel is dead
     problems.append("kept weights on no input-output path (a branch cut "
                     f"elsewhere) in: {', '.join(diag['dead'])}")
@@ -135,10 +172,13 @@ def check_collapse(diag, where: str, sparsity, on_collapse) -> None:
                     f"fraction {diag['reachable_fraction']:.3f})")
   if not problems or on_collapse == "ignore":
     return
-  msg = (f"{where[:-1]}, sparsity={sparsity}): " + "; ".join(problems)
-         + f". The critical sparsity of this score is "
-         f"{diag['critical_sparsity']:.4f}. Fix: lower the sparsity, use "
-         "keep_first/keep_last, or rounds>1.")
+  crit = diag.get("critical_sparsity")
+  msg = (f"{where[:-1]}, sparsity={sparsity}): " + "; ".join(problems) + "."
+         + (f" The critical sparsity of this score is {crit:.4f}."
+            if crit is not None else ""))
+  fixes = _collapse_fixes(diag, sparsity, rounds, scope)
+  if fixes:
+    msg += " Fix: " + ", or ".join(fixes) + "."
   if on_collapse == "error":
     raise ValueError(msg)
   warnings.warn(msg)

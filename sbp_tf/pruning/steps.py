@@ -20,7 +20,8 @@ from typing import Dict, Iterable, Mapping, Optional
 import numpy as np
 
 from sbp_tf import compat
-from sbp_tf.pruning import diagnostics, masks as masks_lib
+from sbp_tf.pruning import causes, diagnostics, masks as masks_lib
+from sbp_tf.pruning import kit as kit_lib
 from sbp_tf.pruning import rescale as rescale_lib
 from sbp_tf.pruning import scores as methods_lib
 from sbp_tf.pruning import rounds, state
@@ -189,7 +190,10 @@ def diagnose(model, masks: Mapping[str, np.ndarray],
   or fails (a layer the linearized pass cannot run): a diagnostic never
   turns a good prune into an exception. Given ``scores``, also
   ``critical_sparsity`` / ``critical_layer`` (the largest sparsity at which
-  these scores keep every layer alive). ``kit``: the Keras path's hooks
+  these scores keep every layer alive); ``collapse_causes`` (collapsed key
+  -> ``rnn_direction``/``attention``/``gate``/``skip``, where the outputs
+  stay connected: :mod:`sbp_tf.pruning.causes`) and ``edge_layers`` (the
+  first and last keys). ``kit``: the Keras path's hooks
   (:mod:`sbp_tf.pruning.kit`; default tf_keras).
   """
   m = masks if isinstance(masks, masks_lib.Masks) else masks_lib.Masks(masks)
@@ -204,6 +208,11 @@ def diagnose(model, masks: Mapping[str, np.ndarray],
   else:
     out.update(connected=conn.connected, dead=list(conn.dead),
                reachable_fraction=conn.reachable_fraction)
+    if conn.connected and out["collapsed"]:
+      out["collapse_causes"] = causes.collapse_causes(
+          model, out["collapsed"], kit or kit_lib.TF_KERAS)
+  keys = list(m)
+  out["edge_layers"] = [keys[0], keys[-1]] if keys else []
   if scores is not None:
     keep = scores.keep if isinstance(scores, Scores) else "largest"
     crit = diagnostics.critical_sparsity(scores, keep, set(dense))
