@@ -326,31 +326,51 @@ def apply_masks(model):
     w.assign(w * tf.cast(m, w.dtype))
 
 
+def _is_mask_wrapper(layer) -> bool:
+  """A wrapper that holds masks (:class:`MaskedLayer`, tfmot's
+  ``PruneLowMagnitude``), as opposed to a Bidirectional/TimeDistributed."""
+  return isinstance(layer, MaskedLayer) or (
+      isinstance(layer, keras.layers.Wrapper) and hasattr(layer, "pruning_vars"))
+
+
+def check_wrappable(model, where: str) -> None:
+  """Raises ValueError unless ``model`` (and every sub-model) is Sequential
+  or functional, the models a wrapper can be cloned into; the message names
+  :func:`constrain`, which keeps masks on any model."""
+  def graph(m):
+    return isinstance(m, keras.Sequential) or compat.is_graph_network(m)
+
+  subclassed = [model] if not graph(model) else [
+      m for m in walk_layers(model) if isinstance(m, keras.Model) and not graph(m)]
+  if not subclassed:
+    return
+  what = ("model" if subclassed[0] is model else
+          f"sub-model {subclassed[0].name!r} of model")
+  raise ValueError(
+      f"{where}: {what} {model.name!r} is subclassed; only Sequential and "
+      "functional models (and sub-models) can be cloned with wrapper layers. "
+      "Fix: keep its masks in place with sbp_tf.masking.constrain(model, "
+      "masks) (same training guarantee, no wrapper layers), or build it with "
+      "the functional API.")
+
+
 def clone_wrapping(model, make_wrapper: Callable, layer_ids) -> keras.Model:
   """Clones ``model`` (recursing into sub-models) wrapping chosen layers.
 
   Layers are reused, not copied (the clone shares weights with ``model``),
   as tfmot does. ``make_wrapper(layer)`` is called for layers whose id is in
-  ``layer_ids``; already-wrapped layers are kept as they are.
+  ``layer_ids``, structural wrappers included (a ``Bidirectional`` or
+  ``TimeDistributed`` is wrapped whole); mask wrappers are kept as they are.
   """
+  check_wrappable(model, "sbp_tf.masking.clone_wrapping")
+
   def clone_fn(layer):
     if isinstance(layer, keras.Model):
-      if not (compat.is_graph_network(layer) or
-              isinstance(layer, keras.Sequential)):
-        raise ValueError(
-            f"Sub-model {layer.name!r} is subclassed; only Sequential and "
-            "functional models can be wrapped. Fix: build it with the "
-            "functional API (sbp_tf.models.build models are functional).")
       return keras.models.clone_model(layer, clone_function=clone_fn)
-    if id(layer) in layer_ids and not isinstance(layer, keras.layers.Wrapper):
+    if id(layer) in layer_ids and not _is_mask_wrapper(layer):
       return make_wrapper(layer)
     return layer
 
-  if not (isinstance(model, keras.Sequential) or
-          compat.is_graph_network(model)):
-    raise ValueError(
-        f"Model {model.name!r} is subclassed; only Sequential and functional "
-        "models can be wrapped. Fix: build it with the functional API.")
   clone = keras.models.clone_model(model, clone_function=clone_fn)
   if not clone.built:
     clone.build(model.input_shape)
@@ -366,8 +386,10 @@ def install_masks(wrapped, checked) -> None:
   for target, mask in checked:
     if target.key not in pairs:
       raise ValueError(
-          f"No mask wrapper holds {target.key!r} after wrapping. Fix: report "
-          f"this model to sbp_tf (layer type {type(target.layer).__name__}).")
+          f"No mask wrapper holds {target.key!r} after wrapping (layer type "
+          f"{type(target.layer).__name__}). Fix: keep the masks in place with "
+          "sbp_tf.masking.constrain(model, masks), and report this model to "
+          "sbp_tf.")
     w, m = pairs[target.key]
     m.assign(np.asarray(mask, m.dtype.as_numpy_dtype))
     w.assign(w * tf.cast(m, w.dtype))
@@ -434,13 +456,7 @@ def wrap(model, masks, *, allow_missing=False) -> keras.Model:
       (use :func:`constrain`).
   """
   checked = check_masks(model, masks, allow_missing=allow_missing)
-  if not (isinstance(model, keras.Sequential) or
-          compat.is_graph_network(model)):
-    raise ValueError(
-        f"Model {model.name!r} is subclassed; only Sequential and functional "
-        "models can be wrapped. Fix: keep its masks in place with "
-        "sbp_tf.masking.constrain(model, masks) (same training guarantee, "
-        "no wrapper layers), or build it with the functional API.")
+  check_wrappable(model, "sbp_tf.masking.wrap")
   attrs_of = owners(checked)
   wrapped = clone_wrapping(
       model, lambda layer: MaskedLayer(layer, attrs=attrs_of[id(layer)]),
@@ -471,8 +487,7 @@ def strip(model) -> keras.Model:
   def clone_fn(layer):
     if isinstance(layer, keras.Model):
       return keras.models.clone_model(layer, clone_function=clone_fn)
-    if isinstance(layer, keras.layers.Wrapper) and (
-        isinstance(layer, MaskedLayer) or hasattr(layer, "pruning_vars")):
+    if _is_mask_wrapper(layer):
       inner = layer.layer
       if (compat.batch_input_shape(inner) is None and
           compat.batch_input_shape(layer) is not None):

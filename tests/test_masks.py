@@ -75,7 +75,8 @@ def test_report_json_markdown_png(tmp_path):
   assert row["shape"] == [4, 5] and row["weights"] == 20
   assert row["density"] == pytest.approx(row["kept"] / 20)
   md = rep.to_markdown()
-  assert md.count("\n") == 2 + 3 + 1
+  assert md.count("\n") == 2 + 3 + 1 + 1  # + the whole-model row
+  assert "| **whole model** | | 46 | 23 | 0.5000 |" in md  # + 10 biases
   assert f"| d1/kernel | 4x5 | 20 | {row['kept']} |" in md
   png = tmp_path / "r.png"
   rep.to_png(str(png))

@@ -69,11 +69,15 @@ def zero_pruned(model, masks: Mapping[str, np.ndarray]) -> Masks:
 
 def report(model, masks: Mapping[str, np.ndarray]) -> Report:
   """The per-layer :class:`Report` of ``masks``, rows in ``model``'s layer
-  order (``layer, shape, weights, kept, density, collapsed``)."""
+  order (``layer, shape, weights, kept, density, collapsed``), with the
+  whole model's weights (``model_weights``, ``model_sparsity``)."""
   m = validate(model, masks)
-  ordered = Masks({t.key: m[t.key] for t in prunable_targets(model)
-                   if t.key in m})
-  return ordered.report()
+  targets = prunable_targets(model)
+  ordered = Masks({t.key: m[t.key] for t in targets if t.key in m})
+  rep = ordered.report()
+  rep.model_weights = masks_lib.model_weight_count(
+      model, [t.variable for t in targets])
+  return rep
 
 
 def ones_like(model) -> Masks:

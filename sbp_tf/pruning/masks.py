@@ -1,7 +1,11 @@
 """Pruning masks: a mapping target key -> 0/1 array, with I/O and reports.
 
 ``density = sum_l kept_l / sum_l size_l`` over all masked weights, ``sparsity
-= 1 - density``; per layer ``density_l = kept_l / size_l``.
+= 1 - density``; per layer ``density_l = kept_l / size_l``. Of the whole
+model: ``model_sparsity = sum_l (size_l - kept_l) / M``, ``M`` the model's
+weights (its trainable variables and every prunable target, each once), so
+biases, normalization scales and the weights of layers no target covers
+count as kept.
 
 Usage::
 
@@ -26,6 +30,17 @@ from sbp_tf.pruning.targets import prunable_targets, unprunable_layers
 _ORDER_KEY = "__sbp_tf_mask_order__"
 
 
+def model_weight_count(model, target_variables=()) -> int:
+  """``M``: scalars in ``model``'s trainable variables and in
+  ``target_variables`` (its prunable targets, frozen ones included), each
+  variable once; masks' and optimizers' state is not counted. Reads only
+  ``trainable_weights`` and shapes, so any Keras."""
+  sizes = {}
+  for v in list(model.trainable_weights) + list(target_variables):
+    sizes[id(v)] = int(np.prod(tuple(v.shape)))
+  return int(sum(sizes.values()))
+
+
 class Report(list):
   """Per-layer report: a list of row dicts plus writers.
 
@@ -34,13 +49,17 @@ class Report(list):
   (True). ``Masks.report(model)`` adds one row per layer whose trainable
   weights no prunable-target entry covers (a custom layer type):
   ``layer`` its path, ``type``, ``weights``, ``kept = weights``,
-  ``pruned: False``. Totals and density count pruned rows only.
+  ``pruned: False``. Totals and density count pruned rows only; with a
+  model, :attr:`model_weights` (``M``, see :func:`model_weight_count`)
+  gives the whole model's :attr:`model_sparsity` next to them.
 
   Usage::
 
-    rep = masks.report()
+    rep = masks.report(model)
+    rep.sparsity, rep.model_sparsity      # of the targets, of the model
     print(rep.to_markdown()); rep.to_json("r.json"); rep.to_png("r.png")
   """
+  model_weights: Optional[int] = None  # M; None: reported without a model
 
   def pruned_rows(self) -> List[Dict]:
     """Rows of prunable weights (not the ``pruned: False`` ones)."""
@@ -63,12 +82,46 @@ class Report(list):
     """``sum kept / sum weights`` over all rows."""
     return self.total_kept / max(self.total_weights, 1)
 
+  @property
+  def sparsity(self) -> float:
+    """``1 - density``: the sparsity of the pruned targets."""
+    return 1.0 - self.density
+
+  @property
+  def model_sparsity(self) -> Optional[float]:
+    """``(total_weights - total_kept) / M``: the share of the whole model's
+    weights that the masks prune (None without a model)."""
+    if self.model_weights is None:
+      return None
+    return (self.total_weights - self.total_kept) / max(self.model_weights, 1)
+
   def summary(self) -> Dict:
     return dict(layers=list(self), total_weights=self.total_weights,
                 total_kept=self.total_kept, density=self.density,
-                sparsity=1.0 - self.density,
+                sparsity=self.sparsity, model_weights=self.model_weights,
+                model_sparsity=self.model_sparsity,
                 collapsed=[r["layer"] for r in self if r["collapsed"]],
                 not_pruned=self.not_pruned())
+
+  def warn_not_pruned(self, where: str) -> None:
+    """One warning naming the layers whose weights are not pruned (the
+    ``pruned: False`` rows) with the targets' and the model's sparsity and
+    the fix (:func:`sbp_tf.pruning.register_target`); silent without them."""
+    rows = [r for r in self if not r.get("pruned", True)]
+    if not rows:
+      return
+    names = ", ".join(f"{r['layer']} ({r.get('type', '?')}, {r['weights']} "
+                      "weights)" for r in rows)
+    whole = ("" if self.model_sparsity is None else
+             f", the whole model's only {self.model_sparsity:.4f}")
+    warnings.warn(
+        f"{where}: the trainable weights of {len(rows)} layer(s) of a type "
+        f"with no prunable-target entry are NOT pruned: {names}. The "
+        f"sparsity {self.sparsity:.4f} is that of the pruned targets{whole}."
+        " Fix: declare their prunable weights with "
+        "sbp_tf.pruning.register_target(LayerClass, ('attr',)) before "
+        "pruning (attrs=() declares a layer never prunable and silences "
+        "this).", stacklevel=3)
 
   def to_json(self, path=None) -> str:
     """JSON of :meth:`summary`; also written to ``path`` (atomically) if
@@ -79,8 +132,9 @@ class Report(list):
     return text
 
   def to_markdown(self, path=None) -> str:
-    """A markdown table: layer | shape | weights | kept | density, and a total
-    row; also written to ``path`` (atomically) if given."""
+    """A markdown table: layer | shape | weights | kept | density, a total
+    row (the pruned targets) and, with a model, a whole-model row (all its
+    weights); also written to ``path`` (atomically) if given."""
     rows = [[r["layer"] + (" (collapsed)" if r["collapsed"] else "")
              + ("" if r.get("pruned", True) else
                 f" (not pruned: {r.get('type', '?')})"),
@@ -88,6 +142,10 @@ class Report(list):
              r["density"]] for r in self]
     rows.append(["**total**", "", self.total_weights, self.total_kept,
                  self.density])
+    if self.model_weights is not None:  # biases, norms, unpruned layers too
+      pruned = self.total_weights - self.total_kept
+      rows.append(["**whole model**", "", self.model_weights,
+                   self.model_weights - pruned, 1.0 - self.model_sparsity])
     text = markdown.table(["layer", "shape", "weights", "kept", "density"],
                           rows, align="llrrr")
     if path is not None:
@@ -200,8 +258,15 @@ class Masks(Mapping):
     return self.kept() / max(self.size(), 1)
 
   def sparsity(self) -> float:
-    """``1 - density()``."""
+    """``1 - density()``: the sparsity of the masked (target) weights; the
+    whole model's is :meth:`model_sparsity`."""
     return 1.0 - self.density()
+
+  def model_sparsity(self, model) -> float:
+    """``sum_l (size_l - kept_l) / M``: the share of all of ``model``'s
+    weights (``M``, :func:`model_weight_count`: biases, normalization and
+    unpruned layers included) that these masks prune."""
+    return self.report(model).model_sparsity
 
   def layer_density(self) -> Dict[str, float]:
     """``{key: kept_l / size_l}``."""
@@ -257,11 +322,15 @@ class Masks(Mapping):
                       weights=int(m.size), kept=kept,
                       density=kept / max(m.size, 1), collapsed=kept == 0,
                       pruned=True))
-    for u in (unprunable_layers(model) if model is not None else ()):
+    if model is None:
+      return rep
+    for u in unprunable_layers(model):
       # Reported, never skipped silently: register its class to prune it.
       rep.append(dict(layer=u["layer"], type=u["type"], shape=[],
                       weights=u["weights"], kept=u["weights"], density=1.0,
                       collapsed=False, pruned=False))
+    rep.model_weights = model_weight_count(
+        model, [t.variable for t in prunable_targets(model)])
     return rep
 
   # I/O.

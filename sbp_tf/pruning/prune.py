@@ -135,7 +135,9 @@ def prune(model, method, sparsity, data=None, *, loss=None, loss_weights=None,
     raise
   _log.info("pruned %s with %s: density %.4f (%d/%d kept)", model.name,
             m.name, masks.density(), masks.kept(), masks.size())
-  return PruneResult(masks=masks, report=masks.report(model), scores=scores,
+  report = masks.report(model)
+  report.warn_not_pruned(f"prune({m.name!r})")
+  return PruneResult(masks=masks, report=report, scores=scores,
                      method=m.name, sparsity=float(sparsity), rounds=rounds,
                      diagnostics=diag, rescale_factors=factors)
 

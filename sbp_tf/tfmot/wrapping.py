@@ -64,6 +64,7 @@ def wrap(model, masks, *, allow_missing=False) -> keras.Model:
   """
   compat.check_not_keras3(model, "sbp_tf.tfmot.wrap")
   checked = masking.check_masks(model, masks, allow_missing=allow_missing)
+  masking.check_wrappable(model, "sbp_tf.tfmot.wrap")
   total = sum(m.size for _, m in checked)
   sparsity = 1.0 - sum(float(m.sum()) for _, m in checked) / max(total, 1)
   # tfmot's wrapper where it takes the layer whole (Dense, Conv: one

@@ -159,7 +159,8 @@ def obtain_masks(run: Run, *, prune=None, validate=None) -> None:
   result = (prune or prune_at_init)(run)
   run.masks = result.masks
   run.masks.save(str(path))
-  report_lib.write_reports(run.masks, wd.path, "prune_report")
+  report_lib.write_reports(run.masks, wd.path, "prune_report",
+                           report=result.report)
   wd_lib.write_json(wd / "prune_diagnostics.json",
                     at_init_diagnostics(result))
 

@@ -3,8 +3,8 @@
 One schema everywhere: the rows of :meth:`sbp_tf.pruning.Masks.report`
 (``layer``, ``shape``, ``weights``, ``kept``, ``density = kept / weights``,
 ``collapsed``) and its :meth:`~sbp_tf.pruning.Report.summary` (totals,
-``sparsity``, the list of ``collapsed`` layers) — the same as
-``prune(...).report``.
+``sparsity``, the whole model's ``model_sparsity``, the list of
+``collapsed`` layers) — the same as ``prune(...).report``.
 
 Usage::
 
@@ -19,12 +19,14 @@ from sbp_tf import log
 from sbp_tf.pruning.masks import Masks
 
 
-def write_reports(masks, directory, stem="prune_report") -> Dict:
-  """Writes ``<stem>.json``, ``.md`` and ``.png`` of ``masks.report()``
-  (atomically; the plot is skipped with a warning where matplotlib cannot
-  draw); returns the summary."""
+def write_reports(masks, directory, stem="prune_report", report=None) -> Dict:
+  """Writes ``<stem>.json``, ``.md`` and ``.png`` of ``report`` (default
+  ``masks.report()``; pass ``prune(...).report`` for its rows of unpruned
+  layers and the whole model's sparsity) atomically; the plot is skipped
+  with a warning where matplotlib cannot draw. Returns the summary."""
   directory = pathlib.Path(directory)
-  rep = (masks if isinstance(masks, Masks) else Masks(masks)).report()
+  rep = report if report is not None else (
+      masks if isinstance(masks, Masks) else Masks(masks)).report()
   rep.to_json(directory / f"{stem}.json")
   rep.to_markdown(directory / f"{stem}.md")
   try:
