@@ -27,98 +27,32 @@ Usage::
     scores = keras3.score(model, "grasp", data=(x, y), temperature=200.0)
 """
 
-import logging
+import functools
 import math
 import numbers
-from typing import Dict, Mapping, Optional
 
 import numpy as np
 
-from sbp_tf.keras3 import diagnostics
-from sbp_tf.keras3 import masks as masks_lib
-from sbp_tf.keras3 import rescale as rescale_lib
-from sbp_tf.keras3 import state, synflow
 from sbp_tf.keras3._runtime import check_model, keras
-from sbp_tf.keras3.saliency import ScoreContext
+from sbp_tf.keras3.kit import KERAS3
 from sbp_tf.keras3.targets import prunable_targets
-from sbp_tf.pruning import checks, schedule, steps
-from sbp_tf.pruning import rounds as rounds_lib
+from sbp_tf.pruning import checks, steps
+
 from sbp_tf.pruning import scores as methods_lib
 from sbp_tf.pruning.masks import Masks, Report  # noqa: F401
-from sbp_tf.pruning.prune import PruneResult  # the same result on both paths
+from sbp_tf.pruning.prune import PruneResult, compose  # one for both paths
+from sbp_tf.pruning.rescale import normalize_mode
 
 Scores = steps.Scores
 SCOPES, ON_COLLAPSE = steps.SCOPES, steps.ON_COLLAPSE
 methods = methods_lib.methods
-_log = logging.getLogger(__name__)
 
-
-def resolve_method(method, **options) -> methods_lib.Method:
-  """A Method from a name, class or instance; SynFlow runs its Keras 3
-  float64 clone (:class:`sbp_tf.keras3.synflow.SynFlow`)."""
-  m = steps.resolve_method(method, **options)
-  if isinstance(m, methods_lib.SynFlow) and not isinstance(m, synflow.SynFlow):
-    m = synflow.SynFlow(precision=m.precision)
-  return m
-
-
-def _score_with(m, model, targets, **ctx_fields) -> Scores:
-  """``m.score`` on a Keras 3 :class:`ScoreContext`, checked
-  (:func:`sbp_tf.pruning.rounds.checked`)."""
-  return rounds_lib.checked(
-      m, m.score(ScoreContext(model=model, targets=targets, **ctx_fields)),
-      targets)
-
-
-def score(model, method, data=None, *, loss=None, num_batches: int = 1,
-          seed: Optional[int] = None,
-          masks: Optional[Mapping[str, np.ndarray]] = None,
-          round_index: int = 0, **method_options) -> Scores:
-  """Scores every prunable weight of a Keras 3 ``model``; changes nothing.
-
-  Args and result as :func:`sbp_tf.pruning.score` (no ``strategy``).
-
-  Example::
-
-    s = score(model, "grasp", data=(x, y), temperature=100.0)
-    s.keep   # 'smallest'
-  """
-  check_model(model, "keras3.score")
-  m = resolve_method(method, **method_options)
-  targets = prunable_targets(model)
-  snap = state.snapshot(model)
-  try:
-    return _score_with(m, model, targets, data=data, loss=loss,
-                       num_batches=num_batches, seed=seed, masks=masks,
-                       round_index=round_index)
-  finally:
-    state.restore(snap)
-
-
+# The steps of sbp_tf.pruning with the Keras 3 hooks: one implementation.
+resolve_method = functools.partial(steps.resolve_method, kit=KERAS3)
+score = functools.partial(steps.score, kit=KERAS3)
 select = steps.select  # framework-free: the same function on both paths
-
-
-def apply(model, masks: Mapping[str, np.ndarray], *, rescale=False,
-          reference: Optional[Mapping[str, np.ndarray]] = None
-          ) -> Dict[str, np.ndarray]:
-  """``W <- W * delta``, then with ``rescale`` ``W <- rho W delta`` (paper
-  Prop. 3, see :mod:`sbp_tf.keras3.rescale`); returns the factors ``rho``.
-
-  Raises:
-    ValueError: a mask names no weight of ``model`` or has another shape
-      (nothing is changed).
-  """
-  check_model(model, "keras3.apply")
-  mode = rescale_lib.normalize_mode(rescale)
-  m = masks_lib.validate(model, masks)
-  if mode and reference is None:
-    reference = {t.key: t.variable.numpy() for t in prunable_targets(model)
-                 if t.key in m}
-  masks_lib.zero_pruned(model, m)
-  return rescale_lib.rescale(model, m, mode, reference) if mode else {}
-
-
-diagnose = diagnostics.diagnose
+apply = functools.partial(steps.apply, kit=KERAS3)
+diagnose = functools.partial(steps.diagnose, kit=KERAS3)
 
 
 def _check_args(model, m, sparsity, data, scope, num_batches, rounds,
@@ -205,34 +139,12 @@ def prune(model, method, sparsity, data=None, *, loss=None, scope="global",
   m = resolve_method(method, **method_options)
   _check_args(model, m, sparsity, data, scope, num_batches, rounds,
               on_collapse, loss)
-  mode = rescale_lib.normalize_mode(rescale)
-  rounds = rounds or m.default_rounds
-  dense = rounds_lib.dense_keys([t.key for t in targets], keep_first,
-                                keep_last)
-  rounds_lib.check_dense_budget(targets, dense, scope, sparsity)
-  fields = dict(data=data, loss=loss, num_batches=num_batches, seed=seed)
-  snap = state.snapshot(model)
-  try:
-    scores, masks = rounds_lib.iterate(
-        lambda r, alive: _score_with(m, model, targets, round_index=r,
-                                     masks=alive, **fields),
-        lambda masks: masks_lib.zero_pruned(model, masks),
-        schedule.exponential(1.0 - float(sparsity), rounds), scope, dense)
-    state.restore(snap)  # undo scoring side effects (BN stats, rounds)
-    diag = diagnose(model, masks, scores, dense)
-    rounds_lib.check_collapse(diag, f"keras3.prune({m.name!r})", sparsity,
-                              on_collapse,
-                              rounds=rounds, scope=scope)
-    factors = apply(model, masks, rescale=mode or False)
-  except BaseException:
-    state.restore(snap)
-    raise
-  _log.info("pruned %s with %s: density %.4f (%d/%d kept)", model.name,
-            m.name, masks.density(), masks.kept(), masks.size())
-  return PruneResult(masks=masks, report=masks_lib.report(model, masks),
-                     scores=scores, method=m.name, sparsity=float(sparsity),
-                     rounds=rounds, diagnostics=diag,
-                     rescale_factors=factors)
+  mode = normalize_mode(rescale)
+  return compose(KERAS3, model, m, targets, mode, sparsity, scope=scope,
+                 rounds=rounds, keep_first=keep_first, keep_last=keep_last,
+                 on_collapse=on_collapse, where=f"keras3.prune({m.name!r})",
+                 fields=dict(data=data, loss=loss, num_batches=num_batches,
+                             seed=seed))
 
 
 __all__ = ["ON_COLLAPSE", "PruneResult", "SCOPES", "Scores", "apply",

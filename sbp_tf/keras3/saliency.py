@@ -209,6 +209,10 @@ class ScoreContext(_k2_scores.ScoreContext):
     if self.strategy is not None:
       raise ValueError("sbp_tf.keras3 scores on one device; strategy= is "
                        "not supported. Fix: pass strategy=None.")
+    if self.loss_weights is not None:
+      raise ValueError("sbp_tf.keras3 scores one output's loss; "
+                       "loss_weights= is not supported. Fix: pass a loss "
+                       "callable that weighs the outputs itself.")
     return for_model(self.model, [t.variable for t in self.targets],
                      loss=self.loss)
 

@@ -15,7 +15,7 @@ so the collapse warning states the real cause:
 
 Usage::
 
-    collapse_causes(model, ["se_conv/kernel"], kit.TF_KERAS)
+    collapse_causes(model, ["se_conv/kernel"], kit.tf_keras())
     # {'se_conv/kernel': 'gate'}
 """
 

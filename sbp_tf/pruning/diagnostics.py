@@ -167,7 +167,7 @@ def connectivity(model, masks: Optional[Mapping[str, np.ndarray]] = None,
     ValueError: no static graph or no fixed input shape (see
       :func:`ones_inputs`).
   """
-  kit = kit_lib.TF_KERAS if kit is None else kit
+  kit = kit_lib.resolve(kit)
   ins = ones_inputs(model)
   targets = kit.prunable_targets(model)
   with kit.linearized(model, _mask_average(masks)):

@@ -22,10 +22,9 @@ from typing import Dict, Iterator, List, Mapping, Optional
 
 import numpy as np
 
-from sbp_tf import compat
 from sbp_tf import files
 from sbp_tf import markdown
-from sbp_tf.pruning.targets import prunable_targets, unprunable_layers
+from sbp_tf.pruning import kit as kit_lib
 
 _ORDER_KEY = "__sbp_tf_mask_order__"
 
@@ -278,42 +277,48 @@ class Masks(Mapping):
     return [k for k, m in self._m.items() if m.size and not np.any(m)]
 
   # Model interaction.
-  def validate(self, model, complete: bool = False) -> None:
+  def validate(self, model, complete: bool = False, *, kit=None) -> None:
     """Checks every mask names a prunable weight of ``model`` with its shape.
 
     Args:
       model: a built Keras model.
       complete: also require a mask for every prunable weight.
+      kit: the Keras path's hooks (:mod:`sbp_tf.pruning.kit`; default
+        tf_keras); the same for :meth:`apply`, :meth:`report`,
+        :meth:`ones_like`.
 
     Raises:
       ValueError: naming the first mismatched key or shape, and the fix.
     """
-    check_against(self, prunable_targets(model), model.name, complete)
+    check_against(self, kit_lib.resolve(kit).prunable_targets(model),
+                  model.name, complete)
 
-  def apply(self, model) -> None:
+  def apply(self, model, *, kit=None) -> None:
     """Zeroes pruned weights in place: ``W <- W * mask`` for every key.
 
     Warns when the masks keep no weight at all (the model then outputs a
     constant).
     """
-    self.validate(model)
+    kit = kit_lib.resolve(kit)
+    self.validate(model, kit=kit)
     if self.size() and not self.kept():
       warnings.warn(
           f"These masks keep 0 of {self.size()} weights: every prunable "
           "weight becomes zero and the model outputs a constant. Fix: lower "
           "the sparsity (or check the masks file).", stacklevel=2)
-    for t in prunable_targets(model):
+    for t in kit.prunable_targets(model):
       if t.key in self._m:
-        v = t.variable
-        v.assign(v.numpy() * self._m[t.key].astype(v.dtype.as_numpy_dtype))
+        w = t.variable.numpy()
+        t.variable.assign(w * self._m[t.key].astype(w.dtype))
 
-  def report(self, model=None) -> Report:
+  def report(self, model=None, *, kit=None) -> Report:
     """Per-layer :class:`Report`; with ``model``, rows follow its layer order."""
     keys = list(self._m)
+    kit = kit_lib.resolve(kit)
     if model is not None:
-      self.validate(model)
-      order = [t.key for t in prunable_targets(model)]
-      keys = [k for k in order if k in self._m]
+      self.validate(model, kit=kit)
+      targets = kit.prunable_targets(model)
+      keys = [t.key for t in targets if t.key in self._m]
     rep = Report()
     for k in keys:
       m = self._m[k]
@@ -324,13 +329,13 @@ class Masks(Mapping):
                       pruned=True))
     if model is None:
       return rep
-    for u in unprunable_layers(model):
+    for u in kit.unprunable_layers(model):
       # Reported, never skipped silently: register its class to prune it.
       rep.append(dict(layer=u["layer"], type=u["type"], shape=[],
                       weights=u["weights"], kept=u["weights"], density=1.0,
                       collapsed=False, pruned=False))
     rep.model_weights = model_weight_count(
-        model, [t.variable for t in prunable_targets(model)])
+        model, [t.variable for t in targets])
     return rep
 
   # I/O.
@@ -372,8 +377,9 @@ class Masks(Mapping):
           f"{e}). Fix: restore it, or prune again and save new masks.") from None
 
   @classmethod
-  def ones_like(cls, model) -> "Masks":
+  def ones_like(cls, model, *, kit=None) -> "Masks":
     """All-kept masks for every prunable weight of ``model``."""
-    compat.check_not_keras3(model, "Masks.ones_like")
-    return cls({t.key: np.ones(t.variable.shape, np.float32)
-                for t in prunable_targets(model)})
+    kit = kit_lib.resolve(kit)
+    kit.check_model(model, "Masks.ones_like")
+    return cls({t.key: np.ones(tuple(t.variable.shape), np.float32)
+                for t in kit.prunable_targets(model)})

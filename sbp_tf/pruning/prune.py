@@ -21,7 +21,8 @@ from typing import Dict
 
 import numpy as np
 
-from sbp_tf.pruning import checks, saliency, schedule, state, steps
+from sbp_tf.pruning import checks, schedule, state, steps
+from sbp_tf.pruning import kit as kit_lib
 from sbp_tf.pruning import rounds as rounds_lib
 from sbp_tf.pruning.masks import Masks, Report
 
@@ -107,36 +108,53 @@ def prune(model, method, sparsity, data=None, *, loss=None, loss_weights=None,
   targets, m, mode = checks.validate(
       model, method, sparsity, data, scope, num_batches, rescale, rounds,
       on_collapse, strategy, loss, method_options, loss_weights=loss_weights)
+  return compose(kit_lib.tf_keras(), model, m, targets, mode, sparsity,
+                 scope=scope, rounds=rounds, keep_first=keep_first,
+                 keep_last=keep_last, on_collapse=on_collapse,
+                 where=f"prune({m.name!r})",
+                 fields=dict(data=data, loss=loss, loss_weights=loss_weights,
+                             num_batches=num_batches, seed=seed,
+                             strategy=strategy))
+
+
+def compose(kit, model, m, targets, mode, sparsity, *, scope, rounds,
+            keep_first, keep_last, on_collapse, where, fields
+            ) -> PruneResult:
+  """The composition behind both paths' ``prune()``, on checked arguments.
+
+  ``rounds`` rounds of score (``kit``'s context) -> select at the
+  exponential schedule's densities, pruned weights zeroed between rounds;
+  then every variable scoring touched is restored, the masks are diagnosed
+  (collapse, connectivity, critical sparsity; policy ``on_collapse``),
+  applied (and rescaled with ``mode``) and reported; the model is left
+  unchanged if anything raises. ``fields`` are the :class:`ScoreContext`
+  fields (data, loss, seed, ...); ``where`` names the call in warnings.
+  """
   rounds = rounds or m.default_rounds
   dense = rounds_lib.dense_keys([t.key for t in targets], keep_first,
                                 keep_last)
   rounds_lib.check_dense_budget(targets, dense, scope, sparsity)
-  fields = dict(data=data, loss=loss, loss_weights=loss_weights,
-                num_batches=num_batches, seed=seed, strategy=strategy)
-  snap = state.snapshot(model)
+  snap = kit.snapshot(model)
   try:
     scores, masks = rounds_lib.iterate(
-        lambda r, alive: steps._score_with(  # pylint: disable=protected-access
-            m, model, targets, round_index=r, masks=alive, **fields),
+        lambda r, alive: steps.score_with(
+            kit, m, model, targets, round_index=r, masks=alive, **fields),
         lambda masks: _zero_pruned(targets, masks),
         schedule.exponential(1.0 - float(sparsity), rounds), scope, dense)
     state.restore(snap)  # undo scoring side effects (BN stats, rounds)
-    diag = steps.diagnose(model, masks, scores, dense)
+    diag = steps.diagnose(model, masks, scores, dense, kit=kit)
     if m.needs_data:  # the plan is cached with the traced saliency
-      plan = saliency.for_model(model, [t.variable for t in targets], loss,
-                                strategy, loss_weights=loss_weights).plan
-      diag.update(loss=plan.description, from_logits=plan.from_logits)
-    rounds_lib.check_collapse(diag, f"prune({m.name!r})", sparsity,
-                              on_collapse,
+      diag.update(kit.describe_loss(model, targets, fields))
+    rounds_lib.check_collapse(diag, where, sparsity, on_collapse,
                               rounds=rounds, scope=scope)
-    factors = steps.apply(model, masks, rescale=mode or False)
+    factors = steps.apply(model, masks, rescale=mode or False, kit=kit)
   except BaseException:
     state.restore(snap)
     raise
   _log.info("pruned %s with %s: density %.4f (%d/%d kept)", model.name,
             m.name, masks.density(), masks.kept(), masks.size())
-  report = masks.report(model)
-  report.warn_not_pruned(f"prune({m.name!r})")
+  report = masks.report(model, kit=kit)
+  report.warn_not_pruned(where)
   return PruneResult(masks=masks, report=report, scores=scores,
                      method=m.name, sparsity=float(sparsity), rounds=rounds,
                      diagnostics=diag, rescale_factors=factors)
@@ -145,5 +163,5 @@ def prune(model, method, sparsity, data=None, *, loss=None, loss_weights=None,
 def _zero_pruned(targets, masks) -> None:
   """``W <- W * mask`` in place, so the next round scores the pruned net."""
   for t in targets:
-    t.variable.assign(t.variable.numpy() * masks[t.key].astype(
-        t.variable.dtype.as_numpy_dtype))
+    w = t.variable.numpy()
+    t.variable.assign(w * masks[t.key].astype(w.dtype))

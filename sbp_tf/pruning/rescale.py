@@ -129,7 +129,7 @@ def rescale(model, masks: Mapping[str, np.ndarray], mode="offset",
   mode = normalize_mode(mode)
   if mode is None:
     return {}
-  kit = kit_lib.TF_KERAS if kit is None else kit
+  kit = kit_lib.resolve(kit)
   factors, skipped = {}, []
   for t in kit.prunable_targets(model):
     if t.key not in masks:

@@ -132,23 +132,26 @@ def _collapse_problem(diag) -> str:
 
 
 def _collapse_fixes(diag, sparsity, rounds, scope) -> List[str]:
-  """Only the options that can help: a lower sparsity where this score's
-  critical sparsity is below it, keep_first/keep_last where the first or
-  last layer collapsed, scope='layerwise' where a middle layer did, more
-  rounds for a one-shot prune."""
+  """Only the options that can help: a lower sparsity (to this score's
+  critical sparsity where it is below the asked one), keep_first/keep_last
+  where the first or last layer collapsed, scope='layerwise' where a middle
+  layer did, more rounds where a one-shot prune emptied a layer."""
   fixes = []
   crit = diag.get("critical_sparsity")
+  collapsed = diag["collapsed"]
   if crit is not None and float(sparsity) > crit:
     fixes.append(f"lower the sparsity to at most {crit:.4f} (this score's "
                  "critical sparsity)")
+  elif not collapsed:  # paths cut before any layer is emptied
+    fixes.append("a lower sparsity (paths are cut before any layer is "
+                 "emptied)")
   edges = diag.get("edge_layers") or []
-  collapsed = diag["collapsed"]
   if collapsed and any(k in edges for k in collapsed):
     fixes.append("keep_first/keep_last (keep the first/last layer dense)")
   if any(k not in edges for k in collapsed) and scope != "layerwise":
     fixes.append("scope='layerwise' (every layer keeps the same fraction)")
-  if rounds in (None, 1):
-    fixes.append("rounds>1 (iterative pruning)")
+  if collapsed and rounds in (None, 1):
+    fixes.append("rounds>1 (iterative pruning spreads the cut)")
   return fixes
 
 

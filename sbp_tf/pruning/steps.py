@@ -19,21 +19,20 @@ from typing import Dict, Iterable, Mapping, Optional
 
 import numpy as np
 
-from sbp_tf import compat
 from sbp_tf.pruning import causes, diagnostics, masks as masks_lib
 from sbp_tf.pruning import kit as kit_lib
 from sbp_tf.pruning import rescale as rescale_lib
 from sbp_tf.pruning import scores as methods_lib
 from sbp_tf.pruning import rounds, state
 from sbp_tf.pruning.rounds import Scores  # noqa: F401  (public here too)
-from sbp_tf.pruning.targets import prunable_targets
 
 SCOPES = ("global", "layerwise")
 ON_COLLAPSE = ("warn", "error", "ignore")
 
 
-def resolve_method(method, **options) -> methods_lib.Method:
-  """A :class:`Method` instance from a name, class or instance plus options.
+def resolve_method(method, *, kit=None, **options) -> methods_lib.Method:
+  """A :class:`Method` instance from a name, class or instance plus options
+  (adapted to the Keras path: ``kit.adapt_method``).
 
   Raises:
     ValueError: unknown name or option (the message lists the valid ones).
@@ -43,17 +42,17 @@ def resolve_method(method, **options) -> methods_lib.Method:
       raise ValueError(f"Method options {sorted(options)} were given with a "
                        f"{type(method).__name__} instance. Fix: pass them "
                        "to its constructor, or pass the method by name.")
-    return method
+    return kit_lib.resolve(kit).adapt_method(method)
   if isinstance(method, type) and issubclass(method, methods_lib.Method):
     methods_lib.check_options(method, options)
-    return method(**options)
-  return methods_lib.get(method, **options)
+    return kit_lib.resolve(kit).adapt_method(method(**options))
+  return kit_lib.resolve(kit).adapt_method(methods_lib.get(method, **options))
 
 
 def score(model, method, data=None, *, loss=None, loss_weights=None,
           num_batches: int = 1, seed: Optional[int] = None, strategy=None,
           masks: Optional[Mapping[str, np.ndarray]] = None,
-          round_index: int = 0, **method_options) -> Scores:
+          round_index: int = 0, kit=None, **method_options) -> Scores:
   """Scores every prunable weight of ``model``; leaves the model unchanged.
 
   Every variable scoring touches (batch-norm statistics, SynFlow's ``|W|``)
@@ -77,6 +76,8 @@ def score(model, method, data=None, *, loss=None, loss_weights=None,
     masks: key -> 0/1 weights still alive (iterative rounds; pruned weights
       are expected to be zero in ``model`` already).
     round_index: 0-based round of iterative pruning.
+    kit: the Keras path's hooks (:mod:`sbp_tf.pruning.kit`; default
+      tf_keras).
     **method_options: the method's constructor arguments, e.g.
       ``temperature=100.0`` for GraSP (see :func:`method_options`).
 
@@ -88,21 +89,24 @@ def score(model, method, data=None, *, loss=None, loss_weights=None,
     s = score(model, "grasp", data=(x, y), temperature=100.0)
     s.keep   # 'smallest'
   """
-  m = resolve_method(method, **method_options)
-  targets = prunable_targets(model)
-  snap = state.snapshot(model)
+  kit = kit_lib.resolve(kit)
+  kit.check_model(model, f"{kit.prefix}.score")
+  m = resolve_method(method, kit=kit, **method_options)
+  targets = kit.prunable_targets(model)
+  snap = kit.snapshot(model)
   try:
-    return _score_with(m, model, targets, data=data, loss=loss,
-                       loss_weights=loss_weights, num_batches=num_batches,
-                       seed=seed, strategy=strategy, masks=masks,
-                       round_index=round_index)
+    return score_with(kit, m, model, targets, data=data, loss=loss,
+                      loss_weights=loss_weights, num_batches=num_batches,
+                      seed=seed, strategy=strategy, masks=masks,
+                      round_index=round_index)
   finally:
     state.restore(snap)
 
 
-def _score_with(m, model, targets, **ctx_fields) -> Scores:
-  """``m.score`` on a :class:`ScoreContext`, checked (:func:`rounds.checked`)."""
-  ctx = methods_lib.ScoreContext(model=model, targets=targets, **ctx_fields)
+def score_with(kit, m, model, targets, **ctx_fields) -> Scores:
+  """``m.score`` on the kit's :class:`ScoreContext`, checked
+  (:func:`rounds.checked`)."""
+  ctx = kit.score_context(model=model, targets=targets, **ctx_fields)
   return rounds.checked(m, m.score(ctx), targets)
 
 
@@ -146,7 +150,7 @@ select_density = rounds.select_density
 
 
 def apply(model, masks: Mapping[str, np.ndarray], *, rescale=False,
-          reference: Optional[Mapping[str, np.ndarray]] = None
+          reference: Optional[Mapping[str, np.ndarray]] = None, kit=None
           ) -> Dict[str, np.ndarray]:
   """Zeros the pruned weights in place (``W <- W * delta``), then optionally
   rescales the kept ones (``W <- rho * W * delta``, paper Prop. 3).
@@ -158,6 +162,7 @@ def apply(model, masks: Mapping[str, np.ndarray], *, rescale=False,
       ``'channel'``/``'unit'`` (see :mod:`rescale`).
     reference: key -> unpruned kernels for the empirical ``sigma_w^2``
       (default: the model's kernels before this call).
+    kit: the Keras path's hooks (default tf_keras).
 
   Returns:
     key -> rescaling factors ``rho`` (empty without rescale).
@@ -166,15 +171,17 @@ def apply(model, masks: Mapping[str, np.ndarray], *, rescale=False,
     ValueError: a mask names no weight of ``model`` or has another shape
       (nothing is changed).
   """
-  compat.check_not_keras3(model, "sbp_tf.pruning.apply")
+  kit = kit_lib.resolve(kit)
+  kit.check_model(model, f"{kit.prefix}.apply")
   mode = rescale_lib.normalize_mode(rescale)
   m = masks if isinstance(masks, masks_lib.Masks) else masks_lib.Masks(masks)
-  m.validate(model)
+  m.validate(model, kit=kit)
   if mode and reference is None:
-    reference = {t.key: t.variable.numpy() for t in prunable_targets(model)
-                 if t.key in m}
-  m.apply(model)
-  return rescale_lib.rescale(model, m, mode, reference=reference) if mode else {}
+    reference = {t.key: t.variable.numpy()
+                 for t in kit.prunable_targets(model) if t.key in m}
+  m.apply(model, kit=kit)
+  return (rescale_lib.rescale(model, m, mode, reference=reference, kit=kit)
+          if mode else {})
 
 
 def diagnose(model, masks: Mapping[str, np.ndarray],
@@ -210,7 +217,7 @@ def diagnose(model, masks: Mapping[str, np.ndarray],
                reachable_fraction=conn.reachable_fraction)
     if conn.connected and out["collapsed"]:
       out["collapse_causes"] = causes.collapse_causes(
-          model, out["collapsed"], kit or kit_lib.TF_KERAS)
+          model, out["collapsed"], kit_lib.resolve(kit))
   keys = list(m)
   out["edge_layers"] = [keys[0], keys[-1]] if keys else []
   if scores is not None:
