@@ -22,6 +22,7 @@ cannot wrap; this module then raises with the fix instead of failing later.
 
 from sbp_tf import _env  # (must precede the TensorFlow import)
 
+import inspect
 from typing import Dict, List, Optional
 
 with _env.quiet_tensorflow_startup():
@@ -195,3 +196,15 @@ def node_input_layers(layer) -> List[List]:
     out.append([t._keras_history[0] for t in tensors  # pylint: disable=protected-access
                 if getattr(t, "_keras_history", None)])
   return out
+
+
+def keras_of(obj):
+  """The Keras module ``obj`` (a model, layer, loss object or function)
+  belongs to: Keras 3 (``import keras``) for its classes and functions, else
+  tf_keras. Keras 3 is only imported where such an object already exists."""
+  mod = (getattr(obj, "__module__", "") if inspect.isfunction(obj)
+         else type(obj).__module__) or ""
+  if mod == "keras" or mod.startswith("keras."):
+    import keras as keras3  # pylint: disable=import-outside-toplevel
+    return keras3
+  return keras

@@ -266,3 +266,18 @@ def test_diagnose_reports_first_and_last_layers():
   model = _squeeze_excite(keras2_module)
   diag = steps.diagnose(model, _ones(model, _Path("tf_keras")))
   assert diag["edge_layers"] == ["stem/kernel", "head/kernel"]
+
+
+def test_a_softmax_head_is_connected_only_through_its_logits(path):
+  # The uniform softmax SynFlow uses is a constant: as a head it would make
+  # every output "depend" on nothing (or, in the old single pass, on all).
+  K = path.keras
+  inp = K.Input((6,))
+  h = K.layers.Dense(4, name="hidden")(inp)
+  out = K.layers.Softmax()(K.layers.Dense(3, name="logits")(h))
+  model = K.Model(inp, out)
+  masks = _ones(model, path)
+  assert path.connectivity(model, masks).connected
+  masks["hidden/kernel"][:] = 0
+  conn = path.connectivity(model, masks)
+  assert not conn.connected and conn.reachable_fraction == 0.0

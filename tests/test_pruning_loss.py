@@ -287,16 +287,17 @@ def _embedding_model(dtype="int32"):
   return keras.Model(tok, keras.layers.Dense(3, name="o")(h))
 
 
-def test_synflow_feeds_token_id_one_to_an_embedding():
-  # R = sum_{p,e,o} |E[1, e]| |W[4p + e, o]|: dR/dW[4p + e, o] = |E[1, e]|,
-  # and (where embeddings are prunable) dR/dE[1, e] = sum_{p,o} |W[4p+e, o]|,
-  # every other row of E 0.
+def test_synflow_feeds_every_token_id_to_an_embedding():
+  # The linearized lookup is onehot(all ids) @ |E|: every position gets
+  # s = sum_v |E[v]|, so R = sum_{p,e,o} s_e |W[4p + e, o]|,
+  # dR/dW[4p + e, o] = s_e and dR/dE[v, e] = sum_{p,o} |W[4p+e, o]| for
+  # every row v (every row is on a path).
   m = _embedding_model()
   e = np.abs(m.get_layer("emb").embeddings.numpy().astype(np.float64))
   w = np.abs(m.get_layer("o").kernel.numpy().astype(np.float64))
-  d_e = np.zeros_like(e)
-  d_e[1] = w.sum(1).reshape(7, 4).sum(0)
-  want = {"o/kernel": w * np.tile(e[1], 7)[:, None], "emb/embeddings": e * d_e}
+  d_e = np.broadcast_to(w.sum(1).reshape(7, 4).sum(0), e.shape)
+  want = {"o/kernel": w * np.tile(e.sum(0), 7)[:, None],
+          "emb/embeddings": e * d_e}
   keys = [t.key for t in prunable_targets(m)]
   want = {k: want[k] for k in keys}
   for precision in ("float64", "float32"):

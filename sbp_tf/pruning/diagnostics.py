@@ -150,8 +150,9 @@ def connectivity(model, masks: Optional[Mapping[str, np.ndarray]] = None,
   kernel with kept weights none of which does is ``dead``. Gates
   (squeeze-excite ``Multiply``, attention softmax) are at their
   pass-through value (:func:`state.linearize_activations`), so a fully
-  pruned gate does not disconnect, as in the real network; an embedding
-  feeds the sum of its rows (every token id), so any kept row connects.
+  pruned gate does not disconnect, as in the real network; a softmax head
+  follows its logits (:func:`state.reachability`); an embedding feeds the
+  sum of its rows (every token id), so any kept row connects.
 
   Args:
     model: a built functional or Sequential Keras model (several inputs and
@@ -170,7 +171,7 @@ def connectivity(model, masks: Optional[Mapping[str, np.ndarray]] = None,
   kit = kit_lib.resolve(kit)
   ins = ones_inputs(model)
   targets = kit.prunable_targets(model)
-  with kit.linearized(model, _mask_average(masks)):
+  with kit.linearized(model, _mask_average(masks)), state.reachability(model):
     out, grads = _pass(model, ins, targets)
     with state.zero_input():
       out0, grads0 = _pass(model, _zeros_like_inputs(ins), targets)

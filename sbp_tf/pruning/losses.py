@@ -22,6 +22,7 @@ from typing import Callable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from sbp_tf import compat
 from sbp_tf.compat import keras, tf
 
 _MULTI_OUTPUT_FIX = (
@@ -30,24 +31,54 @@ _MULTI_OUTPUT_FIX = (
     "w}}, or a callable loss(y_true, y_pred) over the output structure.")
 
 
-def default_loss(from_logits: bool = True):
+def default_loss(from_logits: bool = True, K=keras):
   """``SparseCategoricalCrossentropy(from_logits=True)`` (models output logits).
 
   ``from_logits=False`` for a model ending in a softmax (what
-  :func:`resolve_loss` picks by itself when ``loss=None``).
+  :func:`resolve_loss` picks by itself when ``loss=None``). ``K``: the Keras
+  module of the model (tf_keras by default, or Keras 3).
   """
-  return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+  return K.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
 
 
-def per_example(loss) -> Callable:
-  """A callable ``(y, logits) -> per-example (or scalar mean) losses``."""
+def _keras_family(obj) -> Optional[str]:
+  """``'tf_keras'`` or ``'keras3'`` for an object or function of that Keras,
+  None for anything else (a user's callable)."""
+  mod = (getattr(obj, "__module__", "") if inspect.isfunction(obj)
+         else type(obj).__module__) or ""
+  if mod.startswith("tf_keras"):
+    return "tf_keras"
+  if mod == "keras" or mod.startswith("keras."):
+    return "keras3"
+  return None
+
+
+def _check_same_keras(loss, K) -> None:
+  """Raises TypeError for a loss of the other Keras (the two never meet)."""
+  family, mine = _keras_family(loss), ("tf_keras" if K is keras else "keras3")
+  if family is None or family == mine:
+    return
+  names = {"tf_keras": "tf_keras (Keras 2)", "keras3": "Keras 3"}
+  fix = ("keras.losses.<Name>(...) from `import keras`" if mine == "keras3"
+         else "tf.keras.losses.<Name>(...) after `import sbp_tf`")
+  raise TypeError(f"loss is a {names[family]} loss but the model is a "
+                  f"{names[mine]} model; the two Kerases never mix. Fix: pass "
+                  f"{fix}.")
+
+
+def per_example(loss, K=keras) -> Callable:
+  """A callable ``(y, logits) -> per-example (or scalar mean) losses``
+  (``K``: the model's Keras module)."""
   if loss is None:
-    loss = default_loss()
+    loss = default_loss(K=K)
+  _check_same_keras(loss, K)
   if isinstance(loss, str):
-    loss = keras.losses.get(loss)
-  if isinstance(loss, keras.losses.Loss):
+    loss = K.losses.get(loss)
+  if isinstance(loss, K.losses.Loss):
     cfg = dict(loss.get_config())
-    cfg["reduction"] = keras.losses.Reduction.NONE
+    # tf_keras: Reduction.NONE; Keras 3: reduction=None.
+    reduction = getattr(K.losses, "Reduction", None)
+    cfg["reduction"] = None if reduction is None else reduction.NONE
     return type(loss).from_config(cfg)
   if callable(loss):
     return loss
@@ -59,10 +90,10 @@ def per_example(loss) -> Callable:
 # --- Which loss on which output -------------------------------------------
 
 
-def _activation_name(fn) -> Optional[str]:
+def _activation_name(fn, K=keras) -> Optional[str]:
   if not callable(fn):
     return None
-  if fn is keras.activations.softmax:
+  if fn is K.activations.softmax:
     return "softmax"
   name = getattr(fn, "__name__", None)
   return "softmax" if name == "softmax_v2" else name  # tf.nn.softmax
@@ -76,15 +107,16 @@ def output_activation(layer) -> Optional[str]:
   a ``Softmax`` layer and ``tf.nn.softmax`` called on a Keras tensor count
   as softmax.
   """
+  K = compat.keras_of(layer)
   for _ in range(64):  # nesting depth; a cycle is impossible but bounded
     if layer is None:
       return None
-    if isinstance(layer, keras.layers.Softmax):
+    if isinstance(layer, K.layers.Softmax):
       return "softmax"
-    if isinstance(layer, keras.layers.Wrapper):
+    if isinstance(layer, K.layers.Wrapper):
       layer = layer.layer
       continue
-    if isinstance(layer, keras.Model):
+    if isinstance(layer, K.Model):
       outs = model_outputs(layer)
       if len(outs) != 1:
         return None
@@ -95,7 +127,7 @@ def output_activation(layer) -> Optional[str]:
       return "softmax"
     if symbol in ("nn.sigmoid", "math.sigmoid"):
       return "sigmoid"
-    return _activation_name(getattr(layer, "activation", None))
+    return _activation_name(getattr(layer, "activation", None), K)
   return None
 
 
@@ -113,8 +145,9 @@ def model_outputs(model) -> List[Tuple[str, object]]:
     return [("output", None)]
   names = (sorted(struct) if isinstance(struct, Mapping) else layer_names)
   out = []
+  K = compat.keras_of(model)
   for name, layer_name in zip(names, layer_names):
-    if isinstance(model, keras.Sequential):
+    if isinstance(model, K.Sequential):
       layer = model.layers[-1] if model.layers else None
     else:
       try:
@@ -125,9 +158,14 @@ def model_outputs(model) -> List[Tuple[str, object]]:
   return out
 
 
+def _is_loss_object(loss) -> bool:
+  """A Keras loss object of either Keras."""
+  return isinstance(loss, compat.keras_of(loss).losses.Loss)
+
+
 def _from_logits(loss) -> Optional[bool]:
   """What ``loss`` assumes of its predictions (None: it has no such flag)."""
-  if isinstance(loss, keras.losses.Loss):
+  if _is_loss_object(loss):
     try:
       value = loss.get_config().get("from_logits")
     except (NotImplementedError, TypeError, AttributeError):
@@ -144,7 +182,7 @@ def _from_logits(loss) -> Optional[bool]:
 
 
 def _label(loss) -> str:
-  if isinstance(loss, keras.losses.Loss):
+  if _is_loss_object(loss):
     fl = _from_logits(loss)
     return type(loss).__name__ + ("" if fl is None else f"(from_logits={fl})")
   if isinstance(loss, str):
@@ -155,8 +193,9 @@ def _label(loss) -> str:
 def _is_keras_loss(loss) -> bool:
   """A Keras loss object, name or function (applied per output, as
   ``compile`` does), as opposed to a user's callable over the structure."""
-  return (isinstance(loss, (str, keras.losses.Loss)) or
-          getattr(loss, "__module__", "").startswith("tf_keras."))
+  module = getattr(loss, "__module__", "") or ""
+  return (isinstance(loss, str) or _is_loss_object(loss) or
+          module.startswith(("tf_keras.", "keras.")))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,6 +354,7 @@ def resolve_loss(model, loss=None, loss_weights=None) -> LossPlan:
       unknown outputs or miscount them; no output with a loss.
     TypeError: a loss that is not a loss.
   """
+  K = compat.keras_of(model)
   outs = model_outputs(model)
   names = tuple(n for n, _ in outs)
   if isinstance(loss, (list, tuple)) and outs == [("output", None)]:
@@ -340,7 +380,7 @@ def resolve_loss(model, loss=None, loss_weights=None) -> LossPlan:
     act = output_activation(layer)
     if loss is None:  # the default: read the head the model has
       fl = act != "softmax"
-      spec = default_loss(from_logits=fl)
+      spec = default_loss(from_logits=fl, K=K)
       label = (f"SparseCategoricalCrossentropy(from_logits={fl}) (default"
                + ("; softmax output detected)" if not fl else ")"))
     elif spec is None:
@@ -348,7 +388,7 @@ def resolve_loss(model, loss=None, loss_weights=None) -> LossPlan:
       continue
     else:
       if isinstance(spec, str):
-        spec = keras.losses.get(spec)
+        spec = K.losses.get(spec)
       fl, label = _from_logits(spec), _label(spec)
       if act == "softmax" and fl is True:
         notes.append(
@@ -361,7 +401,7 @@ def resolve_loss(model, loss=None, loss_weights=None) -> LossPlan:
             f"Output {name!r} is linear (logits) but its loss {label} says "
             "from_logits=False, so the saliency reads logits as "
             "probabilities. Fix: pass the loss with from_logits=True.")
-    outputs.append(OutputLoss(name, per_example(spec), w, fl, act, label))
+    outputs.append(OutputLoss(name, per_example(spec, K), w, fl, act, label))
   if not any(o.fn is not None for o in outputs):
     raise ValueError(f"loss={loss!r} gives no output of model {model.name!r} "
                      f"a loss (outputs {list(names)}). Fix: name at least "

@@ -351,7 +351,7 @@ def _loss_key(loss):
                                     for k, v in loss.items()))
   if isinstance(loss, (list, tuple)):
     return ("list",) + tuple(_loss_key(v) for v in loss)
-  if type(loss).__module__.startswith("tf_keras.") and hasattr(
+  if type(loss).__module__.startswith(("tf_keras.", "keras.")) and hasattr(
       loss, "get_config"):
     try:
       return (type(loss), json.dumps(loss.get_config(), sort_keys=True))

@@ -93,6 +93,14 @@ def _identity(layer, inputs, *args, **kwargs):
 
 
 def _uniform_softmax(layer, inputs, *args, **kwargs):
+  """A ``Softmax`` layer: uniform (:func:`_uniform`); inside the
+  connectivity check's :func:`reachability` a head is the identity."""
+  if _PROBE["head_softmax_identity"] and id(layer) not in _PROBE["attention"]:
+    return inputs  # connectivity: a head's probabilities follow its logits
+  return _uniform(layer, inputs)
+
+
+def _uniform(layer, inputs):
   """Softmax at equal logits: ``p = 1/T`` over the ``T`` entries of its
   axes (attention: every value weighted equally), with the backward of
   :func:`pass_through` so the logits' kernels (attention query/key) keep a
@@ -176,7 +184,25 @@ def _gated_product(layer, inputs, *args, **kwargs):
   return out
 
 
-_PROBE = {"input_scale": 1.0}
+_PROBE = {"input_scale": 1.0, "head_softmax_identity": False,
+          "attention": frozenset()}
+
+
+@contextlib.contextmanager
+def reachability(model):
+  """Context for the connectivity check's passes: a ``Softmax`` layer that is
+  not an attention's is the identity (a head's probabilities depend on the
+  input exactly where its logits do; the uniform form SynFlow uses would
+  make them a constant), attention softmaxes stay uniform (a pruned
+  query/key leaves the values' path, as in the real network)."""
+  attention = frozenset(
+      id(getattr(l, "_softmax", None)) for l in compat.flatten_layers(model)
+      if type(l).__name__ == "MultiHeadAttention")
+  _PROBE.update(head_softmax_identity=True, attention=attention)
+  try:
+    yield
+  finally:
+    _PROBE.update(head_softmax_identity=False, attention=frozenset())
 
 
 @contextlib.contextmanager
