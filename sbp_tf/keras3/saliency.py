@@ -29,6 +29,7 @@ from typing import List, Sequence
 import numpy as np
 
 from sbp_tf.keras3._runtime import keras, require_tensorflow
+from sbp_tf.pruning import precision
 from sbp_tf.pruning import saliency as _k2_saliency
 from sbp_tf.pruning import scores as _k2_scores
 
@@ -68,6 +69,10 @@ def per_example(loss):
 class Saliency:
   """Compiled gradients of the loss of a Keras 3 model (TensorFlow backend).
 
+  A model computing in float16/bfloat16 (mixed precision) is differentiated
+  on a float32 copy holding its current weights
+  (:mod:`sbp_tf.pruning.precision`).
+
   Args:
     model: the Keras 3 model (outputs logits).
     variables: the Keras 3 variables to differentiate.
@@ -85,6 +90,11 @@ class Saliency:
     self.loss_fn = per_example(loss)
     self.training = training
     self._fns = {}
+    # Mixed precision: differentiate a float32 copy (as on tf_keras).
+    self._copy = precision.float32_copy(model, keras, None, "saliency")
+    if self._copy is not None:
+      self.model = self._copy.model
+      self.variables = [self._copy.mapped[id(v)] for v in self.variables]
 
   def _sources(self):
     # The tf.Variables behind the Keras 3 variables: what the tape watches.
@@ -153,6 +163,8 @@ class Saliency:
                        "a dataset with at least one (x, y) batch.")
 
   def _accumulate(self, step, data, num_batches, *extra) -> List[np.ndarray]:
+    if self._copy is not None:  # the copy takes the model's current weights
+      self._copy.sync()
     acc = None
     for x, y in self._batches(data, num_batches):
       out = [o.numpy().astype(np.float64) for o in step(x, y, *extra)]
