@@ -53,7 +53,9 @@ def check_not_keras3(model, where: str) -> None:
         f"{where}: got a Keras 3 model ({type(model).__name__} from "
         f"{mod}), but sbp_tf and tfmot need a Keras 2 (tf_keras) model. "
         "Fix: build it with tf.keras after `import sbp_tf` (or "
-        "`import tf_keras as keras`), not with `import keras`.")
+        "`import tf_keras as keras`), not with `import keras`, or use the "
+        "Keras 3 path, sbp_tf.keras3 (keras3.prune, keras3.mask(model, "
+        "masks)).")
 
 
 __all__ = ["tf", "keras", "check_not_keras3", "register_serializable",

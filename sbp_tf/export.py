@@ -32,6 +32,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from sbp_tf import compat, files, masking
+from sbp_tf.pruning import precision
 from sbp_tf.compat import keras, tf
 
 __all__ = ["convert", "verify", "size_report", "time_interpreter",
@@ -55,11 +56,14 @@ def _is_wrapped(model) -> bool:
 
 
 def _plain(model, caller: str):
-  """``model`` without mask wrappers (tfmot or MaskedLayer), zeros applied."""
+  """``model`` without mask wrappers (tfmot or MaskedLayer), zeros applied,
+  in float32 (a mixed-precision model's float32 copy, see
+  :func:`sbp_tf.pruning.precision.in_float32`)."""
   if not isinstance(model, keras.Model):
     raise TypeError(f"{caller} needs a keras.Model, got {type(model)}. Fix: "
                     "pass the Keras model (wrapped or stripped).")
-  return masking.strip(model) if _is_wrapped(model) else model
+  return precision.in_float32(
+      masking.strip(model) if _is_wrapped(model) else model, keras, caller)
 
 
 def _check_quantize(quantize, representative_data) -> None:

@@ -419,6 +419,7 @@ def constrain(model, masks, *, allow_missing=False):
   Returns:
     ``model``.
   """
+  compat.check_not_keras3(model, "sbp_tf.masking.constrain")
   for t, m in check_masks(model, masks, allow_missing=allow_missing):
     mask = tf.constant(m.astype(np.uint8))
     t.variable.assign(t.variable * tf.cast(mask, t.variable.dtype))
@@ -455,6 +456,7 @@ def wrap(model, masks, *, allow_missing=False) -> keras.Model:
     TypeError / ValueError: see :func:`check_masks`; subclassed models
       (use :func:`constrain`).
   """
+  compat.check_not_keras3(model, "sbp_tf.masking.wrap")
   checked = check_masks(model, masks, allow_missing=allow_missing)
   check_wrappable(model, "sbp_tf.masking.wrap")
   attrs_of = owners(checked)

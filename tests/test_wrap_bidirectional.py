@@ -156,3 +156,16 @@ def test_refusing_a_subclassed_model_names_masking_constrain(how):
     WRAPS[how][0](outer, pruning.Masks.ones_like(outer))
   # The path the message names works on it.
   assert masking.constrain(model, masks) is model
+
+
+def test_refusing_a_keras3_model_names_the_keras3_path():
+  import keras as k3  # pylint: disable=g-import-not-at-top
+  x = k3.Input((4,))
+  m3 = k3.Model(x, k3.layers.Dense(2, name="d")(x))
+  masks = {"d/kernel": np.ones((4, 2), np.float32)}
+  for call in (masking.wrap, masking.constrain, sbp_tfmot.wrap):
+    with pytest.raises(TypeError, match=r"got a Keras 3 model.*Fix: .*use "
+                       r"the Keras 3 path, sbp_tf\.keras3 \(keras3\.prune, "
+                       r"keras3\.mask\(model, masks\)\)") as e:
+      call(m3, masks)
+    assert "\n" not in str(e.value)

@@ -4,7 +4,9 @@ The Keras 3 model is traced into a concrete TensorFlow function
 (``model(x, training=False)``, batch dimension free) and converted with
 ``tf.lite.TFLiteConverter.from_concrete_functions`` and
 ``tf.lite.Optimize.EXPERIMENTAL_SPARSITY`` (pruned weight tensors stored in
-a compressed sparse format; ``quantize='dynamic'`` adds int8 weights).
+a compressed sparse format; ``quantize='dynamic'`` adds int8 weights). A
+mixed-precision model is converted (and verified) as its float32 copy
+holding the same weights (:func:`sbp_tf.pruning.precision.in_float32`).
 The report has the keys of :func:`sbp_tf.export.to_tflite`:
 ``max_abs_diff = max |y_tflite - y_keras|`` over the verification inputs,
 ``verified = max_abs_diff <= max(atol, rtol * max |y_keras|)`` (float:
@@ -27,7 +29,8 @@ from typing import Optional
 import numpy as np
 
 from sbp_tf import files
-from sbp_tf.keras3._runtime import check_model, require_tensorflow
+from sbp_tf.keras3._runtime import check_model, keras, require_tensorflow
+from sbp_tf.pruning import precision
 
 _QUANTIZE = (None, "dynamic")
 _FLOAT_TOL = 1e-4
@@ -59,6 +62,7 @@ def convert(model, *, sparse: bool = True,
     NotImplementedError: not the TensorFlow backend.
   """
   _check(model, quantize, "keras3.export.convert")
+  model = precision.in_float32(model, keras, "keras3.export.convert")
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   x = model.inputs[0]
   spec = tf.TensorSpec([None] + list(x.shape[1:]), tf.as_dtype(x.dtype))
@@ -119,6 +123,7 @@ def verify(content: bytes, model, data=None, *, quantize=None,
     dict with ``max_abs_diff, rel_diff, top1_agreement, tolerance, verified,
     inputs, sparse_tensors, num_sparse_tensors``.
   """
+  model = precision.in_float32(model, keras, "keras3.export.verify")
   x, origin = _inputs(model, data, seed)
   interp = _interpreter(content)
   y_lite = _invoke(interp, x)
@@ -164,6 +169,9 @@ def to_tflite(model, path, *, sparse: bool = True,
     r = to_tflite(model, "m.tflite", time_runs=0)
     assert r["verified"], r
   """
+  _check(model, quantize, "keras3.export.to_tflite")
+  # One float32 copy of a mixed-precision model for every step below.
+  model = precision.in_float32(model, keras, "keras3.export.to_tflite")
   content = convert(model, sparse=sparse, quantize=quantize)
   x, _ = _inputs(model, representative_data, seed)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

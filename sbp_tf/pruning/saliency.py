@@ -25,9 +25,9 @@ from typing import Callable, Iterator, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from sbp_tf import log
-from sbp_tf.compat import keras, tf
-from sbp_tf.pruning import losses
+from sbp_tf import compat, log
+from sbp_tf.compat import tf
+from sbp_tf.pruning import losses, precision
 # The loss resolution lives in losses.py; these names stay importable here.
 from sbp_tf.pruning.losses import (  # noqa: F401
     LossPlan, OutputLoss, default_loss, model_outputs, output_activation,
@@ -166,6 +166,12 @@ class Saliency:
   The temperature ``T`` divides every output, except a softmax read as
   probabilities, which becomes ``softmax(z / T)`` of its logits ``z`` (so
   GraSP's temperature acts on a softmax head too; ``T = 1`` leaves it as is).
+
+  A model computing in float16/bfloat16 (a mixed-precision policy) is
+  differentiated on a float32 copy holding its current weights
+  (:mod:`precision`): half-precision gradients underflow (GraSP's ``H g``
+  to exactly 0). A model that cannot be copied (subclassed) is
+  differentiated as it is, with a warning.
   """
 
   def __init__(self, model, variables: Sequence, loss=None, strategy=None,
@@ -177,6 +183,11 @@ class Saliency:
     self.strategy = strategy or tf.distribute.get_strategy()
     self.training = training
     self._fns = {}
+    self._copy = precision.float32_copy(model, compat.keras_of(model),
+                                        self.strategy, "saliency")
+    if self._copy is not None:  # differentiate the float32 copy's weights
+      self.model = self._copy.model
+      self.variables = [self._copy.mapped[id(v)] for v in self.variables]
     plain = (self.plan.structured is None and len(self.plan.outputs) == 1
              and loss is None and self.plan.outputs[0].from_logits)
     if not plain:  # the common default stays quiet
@@ -222,6 +233,12 @@ class Saliency:
         part = part * o.weight
       total = part if total is None else total + part
     return total
+
+  def _sync(self):
+    """The float32 copy (if any) takes the model's current weights (the
+    rounds of prune() zero pruned ones in the model)."""
+    if self._copy is not None:
+      self._copy.sync()
 
   def _zeros_for_none(self, grads):
     return [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
@@ -289,6 +306,7 @@ class Saliency:
   def gradients(self, data, num_batches: int = 1,
                 temperature: float = 1.0) -> List[np.ndarray]:
     """``g = sum_b dL_b/dW`` over the first ``num_batches`` batches (float64)."""
+    self._sync()
     step = self._compiled("grad", self._grad_replica, temperature)
     t = tf.constant(float(temperature), tf.float32)
     acc = None
@@ -301,6 +319,7 @@ class Saliency:
                        num_batches: int = 1,
                        temperature: float = 1.0) -> List[np.ndarray]:
     """``H g = sum_b d(g^T dL_b/dW)/dW`` with ``g`` held constant (float64)."""
+    self._sync()
     step = self._compiled("hg", self._hg_replica, temperature)
     t = tf.constant(float(temperature), tf.float32)
     gt = [tf.constant(a, dtype=v.dtype) for a, v in zip(g, self.variables)]
@@ -319,6 +338,7 @@ class Saliency:
     over all batches (and replicas) first, as ``H g`` needs the full ``g``.
     """
     if num_batches == 1 and not self.distributed:
+      self._sync()
       step = self._compiled("g_hg", self._g_and_hg_replica, temperature)
       t = tf.constant(float(temperature), tf.float32)
       for x, y in self._batches(data, 1):

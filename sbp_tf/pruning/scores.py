@@ -37,7 +37,7 @@ import numpy as np
 
 from sbp_tf import compat
 from sbp_tf.compat import keras, tf
-from sbp_tf.pruning import diagnostics, saliency, state
+from sbp_tf.pruning import diagnostics, precision, saliency, state
 from sbp_tf.pruning.targets import layer_targets, prunable_targets
 
 _REGISTRY: Dict[str, type] = {}
@@ -451,23 +451,6 @@ def _dense(grads) -> list:
   return [g if g is None else tf.convert_to_tensor(g) for g in grads]
 
 
-def _as_float64(config):
-  """``config`` with every float dtype (or dtype policy) set to float64.
-
-  Initializers become zeros: every weight is overwritten, and a random one
-  would advance the global random seed's op counter (a side effect).
-  """
-  if isinstance(config, dict):  # dtype: a name, None, or a Policy dict
-    return {k: ("float64" if k == "dtype" and (
-        v is None or isinstance(v, dict) or "float" in str(v)) else
-                {"class_name": "Zeros", "config": {}}
-                if k.endswith("initializer") and v is not None else
-                _as_float64(v)) for k, v in config.items()}
-  if isinstance(config, (list, tuple)):
-    return [_as_float64(v) for v in config]
-  return config
-
-
 def _float64_clone(model, targets, shapes):
   """``model`` rebuilt from its config in float64 with identity activations.
 
@@ -475,20 +458,12 @@ def _float64_clone(model, targets, shapes):
   clone's unique weights, ``id(own weight) -> clone weight`` and the clone's
   kernels in ``targets`` order. Raises if the weights do not correspond.
   """
-  ins = [keras.Input(batch_size=None, shape=s[1:], name=name,
-                     dtype=tf.float64 if x.dtype.is_floating else x.dtype)
-         for s, x, name in zip(shapes, model.inputs, model.input_names)]
-  clone = keras.models.clone_model(
-      model, input_tensors=ins if len(ins) > 1 else ins[0],
-      clone_function=lambda layer: layer.__class__.from_config(
-          _as_float64(layer.get_config())))
-  own, cloned = state.unique_weights(model), state.unique_weights(clone)
-  mapped = {id(v): c for v, c in zip(own, cloned)}
+  clone, pairs = precision.clone(model, keras, "float64", shapes)
+  own, cloned = [v for v, _ in pairs], [c for _, c in pairs]
+  mapped = {id(v): c for v, c in pairs}
   by_key = {t.key: t.variable for t in prunable_targets(clone)}
-  if (len(own) != len(cloned) or
-      any(tuple(v.shape) != tuple(c.shape) for v, c in zip(own, cloned)) or
-      any(mapped.get(id(t.variable)) is not by_key.get(t.key)
-          for t in targets)):
+  if any(mapped.get(id(t.variable)) is not by_key.get(t.key)
+         for t in targets):
     raise ValueError("the clone's weights do not match the model's")
   state.linearize_activations(clone)  # for good: the clone is ours
   return clone, own, cloned, mapped, [by_key[t.key] for t in targets]
