@@ -105,7 +105,11 @@ def autocast_inner(variable):
 def is_graph_network(model) -> bool:
   """Whether ``model`` is a functional (graph) model; False for a subclassed
   one and for anything that is not a Keras model."""
-  return bool(getattr(model, "_is_graph_network", False))
+  if getattr(model, "_is_graph_network", False):  # tf_keras
+    return True
+  # Keras 3: a Functional model (Sequential builds one inside itself).
+  return any(c.__name__ == "Functional" and c.__module__.startswith("keras.")
+             for c in type(model).__mro__)
 
 
 def nodes_by_depth(model) -> Dict[int, List]:
@@ -187,26 +191,53 @@ def call_spec(model):
       lambda s: tf.TensorSpec(s, keras.backend.floatx()), shape)
 
 
+def node_layer(node):
+  """The layer a functional graph's node calls (tf_keras ``node.layer``,
+  Keras 3 ``node.operation``)."""
+  layer = getattr(node, "operation", None)
+  return layer if layer is not None else node.layer
+
+
+def node_input_tensors(node) -> List:
+  """The symbolic tensors a node's call takes (either Keras)."""
+  return list(getattr(node, "keras_inputs", None)
+              or getattr(node, "input_tensors", None) or [])
+
+
 def node_input_layers(layer) -> List[List]:
   """Per call of ``layer`` in a functional graph (tf_keras or Keras 3), the
   layers producing its inputs, in input order (``[]`` for a layer never
   called on symbolic inputs)."""
   out = []
   for node in getattr(layer, "_inbound_nodes", None) or []:
-    tensors = (getattr(node, "keras_inputs", None)
-               or getattr(node, "input_tensors", None) or [])
+    tensors = node_input_tensors(node)
     out.append([t._keras_history[0] for t in tensors  # pylint: disable=protected-access
                 if getattr(t, "_keras_history", None)])
   return out
+
+
+def keras_family(obj) -> Optional[str]:
+  """``'tf_keras'`` or ``'keras3'`` for an object (or function) of that
+  Keras, found from its class hierarchy (a user's Keras 3 layer subclasses
+  ``keras.layers.Layer``), None for anything else."""
+  if inspect.isfunction(obj):
+    modules = [getattr(obj, "__module__", "") or ""]
+  else:
+    cls = obj if isinstance(obj, type) else type(obj)
+    modules = [c.__module__ or "" for c in cls.__mro__]
+  for mod in modules:
+    if mod.startswith("tf_keras"):
+      return "tf_keras"
+    if mod == "keras" or mod.startswith("keras."):
+      return "keras3"
+  return None
 
 
 def keras_of(obj):
   """The Keras module ``obj`` (a model, layer, loss object or function)
   belongs to: Keras 3 (``import keras``) for its classes and functions, else
   tf_keras. Keras 3 is only imported where such an object already exists."""
-  mod = (getattr(obj, "__module__", "") if inspect.isfunction(obj)
-         else type(obj).__module__) or ""
-  if mod == "keras" or mod.startswith("keras."):
+  if keras_family(obj) == "keras3":
     import keras as keras3  # pylint: disable=import-outside-toplevel
     return keras3
   return keras

@@ -48,7 +48,7 @@ SCOPES, ON_COLLAPSE = steps.SCOPES, steps.ON_COLLAPSE
 methods = methods_lib.methods
 
 # The steps of sbp_tf.pruning with the Keras 3 hooks: one implementation.
-resolve_method = functools.partial(steps.resolve_method, kit=KERAS3)
+resolve_method = steps.resolve_method
 score = functools.partial(steps.score, kit=KERAS3)
 select = steps.select  # framework-free: the same function on both paths
 apply = functools.partial(steps.apply, kit=KERAS3)

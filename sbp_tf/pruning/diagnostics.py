@@ -171,7 +171,7 @@ def connectivity(model, masks: Optional[Mapping[str, np.ndarray]] = None,
   kit = kit_lib.resolve(kit)
   ins = ones_inputs(model)
   targets = kit.prunable_targets(model)
-  with kit.linearized(model, _mask_average(masks)), state.reachability(model):
+  with state.linearized(model, _mask_average(masks)), state.reachability(model):
     out, grads = _pass(model, ins, targets)
     with state.zero_input():
       out0, grads0 = _pass(model, _zeros_like_inputs(ins), targets)

@@ -41,21 +41,10 @@ def default_loss(from_logits: bool = True, K=keras):
   return K.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
 
 
-def _keras_family(obj) -> Optional[str]:
-  """``'tf_keras'`` or ``'keras3'`` for an object or function of that Keras,
-  None for anything else (a user's callable)."""
-  mod = (getattr(obj, "__module__", "") if inspect.isfunction(obj)
-         else type(obj).__module__) or ""
-  if mod.startswith("tf_keras"):
-    return "tf_keras"
-  if mod == "keras" or mod.startswith("keras."):
-    return "keras3"
-  return None
-
-
 def _check_same_keras(loss, K) -> None:
   """Raises TypeError for a loss of the other Keras (the two never meet)."""
-  family, mine = _keras_family(loss), ("tf_keras" if K is keras else "keras3")
+  family = compat.keras_family(loss)
+  mine = "tf_keras" if K is keras else "keras3"
   if family is None or family == mine:
     return
   names = {"tf_keras": "tf_keras (Keras 2)", "keras3": "Keras 3"}

@@ -134,7 +134,7 @@ def compose(kit, model, m, targets, mode, sparsity, *, scope, rounds,
   dense = rounds_lib.dense_keys([t.key for t in targets], keep_first,
                                 keep_last)
   rounds_lib.check_dense_budget(targets, dense, scope, sparsity)
-  snap = kit.snapshot(model)
+  snap = state.snapshot(model)
   try:
     scores, masks = rounds_lib.iterate(
         lambda r, alive: steps.score_with(

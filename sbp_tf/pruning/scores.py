@@ -38,6 +38,8 @@ import numpy as np
 from sbp_tf import compat
 from sbp_tf.compat import keras, tf
 from sbp_tf.pruning import diagnostics, precision, saliency, state
+from sbp_tf.pruning import kit as kit_lib
+from sbp_tf.pruning import targets as targets_lib
 from sbp_tf.pruning.targets import layer_targets, prunable_targets
 
 _REGISTRY: Dict[str, type] = {}
@@ -58,6 +60,7 @@ class ScoreContext:
     masks: key -> current 0/1 mask (all ones in round 0).
     strategy: a ``tf.distribute.Strategy`` or None.
     loss_weights: weight of each output's loss (dict by name or list).
+    kit: the Keras path's hooks (:mod:`sbp_tf.pruning.kit`; None: tf_keras).
   """
   model: object
   targets: List
@@ -69,6 +72,7 @@ class ScoreContext:
   masks: Optional[Dict[str, np.ndarray]] = None
   strategy: object = None
   loss_weights: object = None
+  kit: object = None
 
   def weights(self) -> Dict[str, np.ndarray]:
     """Current kernel values (float64)."""
@@ -309,13 +313,15 @@ class SynFlow(Method):
     self._cached = None
 
   def score(self, ctx):
+    kit = kit_lib.resolve(ctx.kit)
     cached = self._cached
     if cached is None or cached[0] is not ctx.model:
       # One clone and one trace for all rounds of a prune() call.
       run, why = ((None, "precision='float32' was asked for")
                   if self.precision == "float32"
-                  else _float64_runner(ctx.model, ctx.targets))
-      cached = (ctx.model, run or _float32_runner(ctx.model, ctx.targets, why))
+                  else _float64_runner(ctx.model, ctx.targets, kit))
+      cached = (ctx.model,
+                run or _float32_runner(ctx.model, ctx.targets, why, kit))
       self._cached = cached
     run = cached[1]
     zero, chain = None, None
@@ -330,7 +336,7 @@ class SynFlow(Method):
         if r > 0:
           return s
         zero = s  # R = 0: no input-output path left, or underflow
-    if zero is not None and _no_path_left(ctx.model):
+    if zero is not None and _no_path_left(ctx.model, kit):
       # A true R = 0 (pruned or zero kernels cut every path): every score
       # 0, said so; ties fall back to position and prune()'s connectivity
       # check reports the disconnection.
@@ -356,12 +362,12 @@ class SynFlow(Method):
         + "use a shallower network or a smaller-variance initialization.")
 
 
-def _no_path_left(model) -> bool:
+def _no_path_left(model, kit) -> bool:
   """Whether the connectivity pass (kernels ``(w != 0) / kept fan-in``, no
   underflow) reaches no output, so ``R = 0`` exactly; False where the pass
   is unavailable (then ``R = 0`` is reported as an underflow)."""
   try:
-    return diagnostics.connectivity(model).reachable_fraction == 0.0
+    return diagnostics.connectivity(model, kit=kit).reachable_fraction == 0.0
   except Exception:  # pylint: disable=broad-except
     return False
 
@@ -451,17 +457,18 @@ def _dense(grads) -> list:
   return [g if g is None else tf.convert_to_tensor(g) for g in grads]
 
 
-def _float64_clone(model, targets, shapes):
+def _float64_clone(model, targets, shapes, kit):
   """``model`` rebuilt from its config in float64 with identity activations.
 
   Returns ``(clone, own, cloned, mapped, kernels)``: the model's and the
   clone's unique weights, ``id(own weight) -> clone weight`` and the clone's
   kernels in ``targets`` order. Raises if the weights do not correspond.
   """
-  clone, pairs = precision.clone(model, keras, "float64", shapes)
+  clone, pairs = precision.clone(model, compat.keras_of(model), "float64",
+                                 shapes)
   own, cloned = [v for v, _ in pairs], [c for _, c in pairs]
   mapped = {id(v): c for v, c in pairs}
-  by_key = {t.key: t.variable for t in prunable_targets(clone)}
+  by_key = {t.key: t.variable for t in kit.prunable_targets(clone)}
   if any(mapped.get(id(t.variable)) is not by_key.get(t.key)
          for t in targets):
     raise ValueError("the clone's weights do not match the model's")
@@ -469,7 +476,7 @@ def _float64_clone(model, targets, shapes):
   return clone, own, cloned, mapped, [by_key[t.key] for t in targets]
 
 
-def _float64_runner(model, targets):
+def _float64_runner(model, targets, kit):
   """``(run, None)``: a float64 SynFlow of ``model``; ``(None, why)`` if none.
 
   ``run(scale)`` returns ``(R, scores)`` with kernel ``l`` divided by
@@ -487,7 +494,7 @@ def _float64_runner(model, targets):
                   "it from)")
   try:
     clone, own, cloned, mapped, kernels = _float64_clone(model, targets,
-                                                         shapes)
+                                                         shapes, kit)
     ones = _all_ones(clone, shapes, 1)
 
     # Batch 1: the oneDNN batch-1 weight-gradient bug worked around in
@@ -517,10 +524,11 @@ def _float64_runner(model, targets):
   def run(scale):
     for v, new in state.linear_values(
         model, lambda k, w: np.abs(w.astype(np.float64)) / scale.get(k, 1.0)):
-      c = mapped[id(v)]
-      c.assign(np.asarray(new, c.dtype.as_numpy_dtype))
+      c = mapped.get(id(v))  # (Keras 3: seed states are not weights)
+      if c is not None:
+        c.assign(np.asarray(new, np.float64))  # every clone float is float64
     for v, c in zip(own, cloned):  # integer state (step counters): as is
-      if not v.dtype.is_floating:
+      if not state.is_floating(v):
         c.assign(v.numpy())
     r, gs = grad()
     with np.errstate(over="ignore", invalid="ignore"):  # checked by caller
@@ -531,7 +539,7 @@ def _float64_runner(model, targets):
   return run, None
 
 
-def _float32_runner(model, targets, reason: str):
+def _float32_runner(model, targets, reason: str, kit):
   """As :func:`_float64_runner`, in float32 on ``model`` itself."""
   shape = input_shapes(model)
   # Two identical all-ones rows, R averaged over them: the same R and
@@ -575,14 +583,16 @@ def _is_chain(layer) -> bool:
   and subclassed models (whose structure is unknown). A plain layer counts
   as one step; a recurrent layer (a path crosses ``U`` once per time step)
   or a composite one (attention: query and key are off the value path) does
-  not.
+  not. Either Keras (the layer's own).
   """
-  if isinstance(layer, keras.layers.Wrapper):
+  K = compat.keras_of(layer)
+  if isinstance(layer, K.layers.Wrapper):
     return _is_chain(layer.layer)
-  if not isinstance(layer, keras.Model):
-    return not isinstance(layer, keras.layers.RNN) and all(
-        t.layer is layer for t in layer_targets(layer).values())
-  if isinstance(layer, keras.Sequential):
+  if not isinstance(layer, K.Model):
+    table = targets_lib.table_for(layer)
+    return not isinstance(layer, K.layers.RNN) and all(
+        t.layer is layer for t in layer_targets(layer, table).values())
+  if isinstance(layer, K.Sequential):
     return all(_is_chain(l) for l in layer.layers)
   if not compat.is_graph_network(layer):
     return False
@@ -591,12 +601,13 @@ def _is_chain(layer) -> bool:
   called, fed = set(), set()
   for nodes in compat.nodes_by_depth(layer).values():
     for node in nodes:
-      if isinstance(node.layer, keras.layers.InputLayer):
+      if isinstance(compat.node_layer(node), K.layers.InputLayer):
         continue
-      if id(node.layer) in called or len(node.keras_inputs) != 1:
+      inputs = compat.node_input_tensors(node)
+      if id(compat.node_layer(node)) in called or len(inputs) != 1:
         return False
-      called.add(id(node.layer))
-      if id(node.keras_inputs[0]) in fed:
+      called.add(id(compat.node_layer(node)))
+      if id(inputs[0]) in fed:
         return False
-      fed.add(id(node.keras_inputs[0]))
+      fed.add(id(inputs[0]))
   return all(_is_chain(l) for l in layer.layers)

@@ -16,6 +16,7 @@ layer by layer). Layers of no known form run as they are, with a warning.
 """
 
 import contextlib
+import functools
 import warnings
 from typing import Callable, Dict, List, Tuple
 
@@ -37,6 +38,12 @@ def unique(variables) -> List:
   return out
 
 
+def is_floating(variable) -> bool:
+  """Whether ``variable`` (of either Keras) holds floating-point values."""
+  dtype = variable.dtype
+  return bool(getattr(dtype, "is_floating", False)) or "float" in str(dtype)
+
+
 def unique_weights(model) -> List:
   """The variables of ``model`` (trainable and not), each once, in order."""
   return unique(model.weights)
@@ -53,8 +60,9 @@ def snapshot_of(variables) -> List[Tuple[object, np.ndarray]]:
 
 
 def snapshot(model) -> List[Tuple[object, np.ndarray]]:
-  """The values of all variables of ``model`` (trainable and not)."""
-  return snapshot_of(unique_weights(model))
+  """The values of all variables of ``model`` (trainable and not; on Keras 3
+  also its seed generators' states), either Keras."""
+  return snapshot_of(unique(model.variables))
 
 
 def restore(snap) -> None:
@@ -70,8 +78,9 @@ def _sublayers(model) -> List:
 
 def _batch_norm_roles(model) -> Dict[int, float]:
   roles = {}
+  bn = compat.keras_of(model).layers.BatchNormalization
   for m in _sublayers(model):
-    if isinstance(m, keras.layers.BatchNormalization):
+    if isinstance(m, bn):
       for attr, val in (("gamma", 1.0), ("beta", 0.0), ("moving_mean", 0.0),
                         ("moving_variance", 1.0)):
         v = getattr(m, attr, None)
@@ -394,13 +403,25 @@ def linear_call_of(layer, layers_module, calls, as_is):
   return known, call
 
 
+@functools.lru_cache(maxsize=None)
+def _tables_of(K):
+  """:func:`linear_tables` of Keras module ``K`` (tf_keras or Keras 3, whose
+  ``StableScale`` is :mod:`sbp_tf.keras3.layers`')."""
+  if K is keras:
+    return _LINEAR_CALLS, _LINEAR_AS_IS
+  from sbp_tf.keras3 import layers as k3_layers  # pylint: disable=import-outside-toplevel
+  return tuple(linear_tables(K.layers, k3_layers.StableScale))
+
+
 def _linear_call(layer):
-  """``(known, call or None)`` for a tf_keras ``layer``."""
-  return linear_call_of(layer, _L, _LINEAR_CALLS, _LINEAR_AS_IS)
+  """``(known, call or None)`` for a ``layer`` of either Keras."""
+  K = compat.keras_of(layer)
+  calls, as_is = _tables_of(K)
+  return linear_call_of(layer, K.layers, calls, as_is)
 
 
 def _settable_activation(layer) -> bool:
-  linear = keras.activations.linear
+  linear = compat.keras_of(layer).activations.linear
   act = getattr(layer, "activation", None)
   # LSTM/GRU expose ``activation`` as a read-only property of their cell.
   return (callable(act) and act is not linear and
@@ -445,18 +466,20 @@ def linearize_activations(model) -> List[Tuple[object, str, object]]:
     linearized form is set keep it).
   """
   undo, unknown = [], []
+  K = compat.keras_of(model)
   for layer in _sublayers(model):
     known, call = _linear_call(layer)
     if call is not None:
       _set(layer, "call", _bind(call, layer), undo)
     elif _settable_activation(layer):
-      _set(layer, "activation", keras.activations.linear, undo)
-    elif isinstance(layer, keras.Model) and not (
-        compat.is_graph_network(layer) or isinstance(layer, keras.Sequential)):
+      _set(layer, "activation", compat.keras_of(layer).activations.linear,
+           undo)
+    elif isinstance(layer, K.Model) and not (
+        compat.is_graph_network(layer) or isinstance(layer, K.Sequential)):
       unknown.append(f"{layer.name!r} (subclassed model: the TensorFlow ops "
                      "in its call() are not linearized, its layers are)")
     elif not known and not _settable_activation(layer) and not isinstance(
-        layer, keras.Model):
+        layer, K.Model):
       unknown.append(f"{layer.name!r} ({type(layer).__name__})")
   warn_not_linearized(unknown)
   return undo
@@ -490,7 +513,7 @@ def linear_values(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray],
       new = np.full_like(value, bn[id(v)])
     elif v.name.split("/")[-1].startswith("bias"):
       new = np.zeros_like(value)
-    elif v.dtype.is_floating:
+    elif is_floating(v):
       new = np.abs(value)
     else:
       continue  # integer step counters etc.
@@ -503,17 +526,19 @@ def linearized(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray],
                linear_activations: bool = True):
   """Context: kernels ``kernel_fn(key, W)``, biases 0, BN identity, rest |w|.
 
-  With ``linear_activations`` every layer's ``activation`` is the identity
-  inside the context (functions traced inside see it; functions traced
-  before do not). Everything is restored bit-exactly on exit, also on error.
+  With ``linear_activations`` every layer is in its linear form
+  (:func:`linearize_activations`) inside the context (functions traced
+  inside see it; functions traced before do not). Everything is restored
+  bit-exactly on exit, also on error. Either Keras.
   """
   snap = snapshot(model)
+  dtypes = {id(v): value.dtype for v, value in snap}
   swapped = []
   try:
     if linear_activations:
       swapped = linearize_activations(model)
     for v, new in linear_values(model, kernel_fn, snap):
-      v.assign(np.asarray(new, dtype=v.dtype.as_numpy_dtype))
+      v.assign(np.asarray(new, dtype=dtypes[id(v)]))
     yield
   finally:
     unlinearize(swapped)

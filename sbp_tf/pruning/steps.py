@@ -30,9 +30,8 @@ SCOPES = ("global", "layerwise")
 ON_COLLAPSE = ("warn", "error", "ignore")
 
 
-def resolve_method(method, *, kit=None, **options) -> methods_lib.Method:
-  """A :class:`Method` instance from a name, class or instance plus options
-  (adapted to the Keras path: ``kit.adapt_method``).
+def resolve_method(method, **options) -> methods_lib.Method:
+  """A :class:`Method` instance from a name, class or instance plus options.
 
   Raises:
     ValueError: unknown name or option (the message lists the valid ones).
@@ -42,11 +41,11 @@ def resolve_method(method, *, kit=None, **options) -> methods_lib.Method:
       raise ValueError(f"Method options {sorted(options)} were given with a "
                        f"{type(method).__name__} instance. Fix: pass them "
                        "to its constructor, or pass the method by name.")
-    return kit_lib.resolve(kit).adapt_method(method)
+    return method
   if isinstance(method, type) and issubclass(method, methods_lib.Method):
     methods_lib.check_options(method, options)
-    return kit_lib.resolve(kit).adapt_method(method(**options))
-  return kit_lib.resolve(kit).adapt_method(methods_lib.get(method, **options))
+    return method(**options)
+  return methods_lib.get(method, **options)
 
 
 def score(model, method, data=None, *, loss=None, loss_weights=None,
@@ -91,9 +90,9 @@ def score(model, method, data=None, *, loss=None, loss_weights=None,
   """
   kit = kit_lib.resolve(kit)
   kit.check_model(model, f"{kit.prefix}.score")
-  m = resolve_method(method, kit=kit, **method_options)
+  m = resolve_method(method, **method_options)
   targets = kit.prunable_targets(model)
-  snap = kit.snapshot(model)
+  snap = state.snapshot(model)
   try:
     return score_with(kit, m, model, targets, data=data, loss=loss,
                       loss_weights=loss_weights, num_batches=num_batches,
@@ -106,7 +105,7 @@ def score(model, method, data=None, *, loss=None, loss_weights=None,
 def score_with(kit, m, model, targets, **ctx_fields) -> Scores:
   """``m.score`` on the kit's :class:`ScoreContext`, checked
   (:func:`rounds.checked`)."""
-  ctx = kit.score_context(model=model, targets=targets, **ctx_fields)
+  ctx = kit.score_context(model=model, targets=targets, kit=kit, **ctx_fields)
   return rounds.checked(m, m.score(ctx), targets)
 
 

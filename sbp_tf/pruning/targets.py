@@ -217,10 +217,20 @@ def resolve(obj, path: str):
   return obj
 
 
-def prunable_attrs(layer, table: Table = TF_KERAS) -> tuple:
+def table_for(obj) -> Table:
+  """The registry table of ``obj``'s Keras (:data:`TF_KERAS`, or the Keras 3
+  one of :mod:`sbp_tf.keras3.targets` for a Keras 3 model or layer)."""
+  if compat.keras_of(obj) is keras:
+    return TF_KERAS
+  from sbp_tf.keras3 import targets as k3_targets  # pylint: disable=import-outside-toplevel
+  return k3_targets.KERAS3
+
+
+def prunable_attrs(layer, table: Optional[Table] = None) -> tuple:
   """Key segments of the registered prunable weights of ``layer`` (may be
   empty; sublayers of a composite are not included, see
   :func:`layer_targets`)."""
+  table = table or table_for(layer)
   return tuple(s.suffix for s in table.lookup(layer) or ())
 
 
@@ -277,10 +287,10 @@ def _walk(layer, prefix="", table: Table = TF_KERAS) -> Iterator[Target]:
         yield Target(key, sub, slot.attr, owner, local, slot.constraint)
 
 
-def layer_targets(layer, table: Table = TF_KERAS) -> Dict[str, Target]:
+def layer_targets(layer, table: Optional[Table] = None) -> Dict[str, Target]:
   """``{local key: Target}`` of the prunable weights inside ``layer``
   (keys relative to ``layer``: ``"kernel"``, ``"query/kernel"``)."""
-  return {t.local: t for t in _walk(layer, "", table)}
+  return {t.local: t for t in _walk(layer, "", table or table_for(layer))}
 
 
 def _check_built(model):
@@ -290,14 +300,14 @@ def _check_built(model):
         "Call it on an input or pass input_shape before pruning.")
 
 
-def prunable_targets(model, table: Table = TF_KERAS) -> List[Target]:
+def prunable_targets(model, table: Optional[Table] = None) -> List[Target]:
   """Lists the prunable weights of a built model in layer order.
 
   Args:
     model: a built Keras model (Sequential, functional or subclassed,
       possibly nested or wrapped by tfmot).
-    table: the Keras whose registry applies (:data:`TF_KERAS`; the Keras 3
-      path passes its own).
+    table: the registry to read; default the model's own Keras'
+      (:func:`table_for`).
 
   Returns:
     Targets in the model's layer order (inputs side first). The top-level
@@ -307,6 +317,7 @@ def prunable_targets(model, table: Table = TF_KERAS) -> List[Target]:
     ValueError: if the model is not built (its weights do not exist yet).
   """
   _check_built(model)
+  table = table or table_for(model)
   out, seen = [], set()
   for sub in model.layers:
     for t in _walk(sub, "", table):
@@ -321,7 +332,7 @@ def _weight_count(v) -> int:
   return int(np.prod([int(d) for d in v.shape]))
 
 
-def unprunable_layers(model, table: Table = TF_KERAS) -> List[Dict]:
+def unprunable_layers(model, table: Optional[Table] = None) -> List[Dict]:
   """Layers holding trainable weights of their own that no registry entry
   covers, so they are *not pruned*: ``[{layer, type, weights}]`` in layer
   order, each layer once (``weights``: number of trainable scalars).
@@ -330,6 +341,7 @@ def unprunable_layers(model, table: Table = TF_KERAS) -> List[Dict]:
   ``attrs=()`` to declare it never prunable and drop it from this list).
   """
   _check_built(model)
+  table = table or table_for(model)
   out, seen = [], set()
   for sub in model.layers:
     for path, layer, _, _ in _visit(sub, "", table):
