@@ -11,10 +11,10 @@ import warnings
 import numpy as np
 
 from sbp_tf import compat
-from sbp_tf.compat import keras, tf
+from sbp_tf.compat import tf
+from sbp_tf.pruning import kit as kit_lib
 from sbp_tf.pruning import rescale as rescale_lib
 from sbp_tf.pruning import saliency, steps
-from sbp_tf.pruning.targets import prunable_targets
 
 
 def check_int(name, v, lo=1):
@@ -110,7 +110,7 @@ def check_inputs(model, x, batched_dataset: bool) -> None:
           f"the model expects {want} (input_shape {(None,) + want}). Fix: "
           "reshape/resize the inputs or build the model for this input "
           "shape.")
-    if not t.dtype.is_integer:  # token ids: 0-255 values are fine
+    if "int" not in str(t.dtype):  # token ids: 0-255 values are fine
       _warn_uint8(v, where)
 
 
@@ -129,7 +129,9 @@ def check_labels(model, y) -> None:
   if len(ys) != 1:
     return
   yv = np.asarray(ys[0])
-  out_shape = _static_shape(model, "output_shape")
+  outs = list(getattr(model, "outputs", None) or ())
+  out_shape = (tuple(outs[0].shape) if len(outs) == 1
+               else _static_shape(model, "output_shape"))
   classes = (int(out_shape[-1]) if out_shape is not None and len(out_shape) > 1
              and out_shape[-1] is not None else None)
   if yv.ndim >= 2 and yv.shape[-1] > 1:
@@ -180,13 +182,15 @@ def check_data(model, data, loss, num_batches, loss_weights=None) -> None:
 
 def validate(model, method, sparsity, data, scope, num_batches, rescale,
              rounds, on_collapse, strategy, loss=None, method_options=None,
-             loss_weights=None):
-  """All of :func:`prune`'s checks; returns ``(targets, method, mode)``."""
-  compat.check_not_keras3(model, "sbp_tf.pruning.prune")
-  if not isinstance(model, keras.Model):
-    raise TypeError(f"model must be a tf.keras (tf_keras) Model, got "
+             loss_weights=None, kit=None):
+  """All of ``prune()``'s checks, for both Keras paths (``kit``, default
+  tf_keras); returns ``(targets, method, mode)``."""
+  kit = kit_lib.resolve(kit)
+  kit.check_model(model, f"{kit.prefix}.prune")
+  if not isinstance(model, compat.keras_of(model).Model):
+    raise TypeError(f"model must be a Keras Model, got "
                     f"{type(model).__name__}. Fix: pass a built keras.Model.")
-  targets = prunable_targets(model)  # raises if not built
+  targets = kit.prunable_targets(model)  # raises if not built
   if not targets:
     raise ValueError(f"Model {model.name!r} has no prunable weights (Dense/Conv "
                      "kernels). Fix: prune a model with Dense or Conv layers.")
