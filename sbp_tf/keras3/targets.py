@@ -25,6 +25,7 @@ from sbp_tf.keras3._runtime import check_model, keras
 from sbp_tf.pruning import targets as _targets
 
 KERAS3 = _targets.Table(keras, _targets.builtin(depthwise_kernel_in="kernel"))
+_targets.register_table("keras3", KERAS3)  # read by the shared walk
 Target = _targets.Target
 
 

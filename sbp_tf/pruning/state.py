@@ -316,19 +316,20 @@ LINEAR_AS_IS_NAMES = (
     "SimpleRNNCell", "Sequential", "Bidirectional")
 
 
-def linear_tables(layers_module, stable_scale: type):
+def linear_tables(layers_module):
   """``(calls, as_is)`` of one Keras: :data:`LINEAR_CALL_NAMES` and
   :data:`LINEAR_AS_IS_NAMES` resolved in ``layers_module``
-  (``keras.layers`` of tf_keras or of Keras 3), plus that Keras'
-  ``StableScale`` (shortcut + branch / sqrt(L): linear)."""
+  (``keras.layers`` of tf_keras or of Keras 3), plus ``StableScale`` of
+  either Keras (shortcut + branch / sqrt(L): linear; both share
+  :class:`sbp_tf.layers.StableScaleMath`)."""
   def classes(names):
     return tuple(getattr(layers_module, n) for n in names
                  if hasattr(layers_module, n))
   calls = [(classes(names), fn) for names, fn in LINEAR_CALL_NAMES]
-  return calls, classes(LINEAR_AS_IS_NAMES) + (stable_scale,)
+  return calls, classes(LINEAR_AS_IS_NAMES) + (sbp_layers.StableScaleMath,)
 
 
-_LINEAR_CALLS, _LINEAR_AS_IS = linear_tables(_L, sbp_layers.StableScale)
+_LINEAR_CALLS, _LINEAR_AS_IS = linear_tables(_L)
 
 
 def register_linearization(layer_class: type, call=None) -> type:
@@ -405,12 +406,10 @@ def linear_call_of(layer, layers_module, calls, as_is):
 
 @functools.lru_cache(maxsize=None)
 def _tables_of(K):
-  """:func:`linear_tables` of Keras module ``K`` (tf_keras or Keras 3, whose
-  ``StableScale`` is :mod:`sbp_tf.keras3.layers`')."""
+  """:func:`linear_tables` of Keras module ``K`` (tf_keras or Keras 3)."""
   if K is keras:
     return _LINEAR_CALLS, _LINEAR_AS_IS
-  from sbp_tf.keras3 import layers as k3_layers  # pylint: disable=import-outside-toplevel
-  return tuple(linear_tables(K.layers, k3_layers.StableScale))
+  return linear_tables(K.layers)
 
 
 def _linear_call(layer):

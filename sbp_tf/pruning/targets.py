@@ -217,13 +217,30 @@ def resolve(obj, path: str):
   return obj
 
 
+_TABLES: Dict[str, Table] = {}
+
+
+def register_table(family: str, table: Table) -> None:
+  """Makes ``table`` the registry of the models of Keras ``family``
+  (``'keras3'``: done by :mod:`sbp_tf.keras3.targets` on import)."""
+  _TABLES[family] = table
+
+
 def table_for(obj) -> Table:
-  """The registry table of ``obj``'s Keras (:data:`TF_KERAS`, or the Keras 3
-  one of :mod:`sbp_tf.keras3.targets` for a Keras 3 model or layer)."""
-  if compat.keras_of(obj) is keras:
+  """The registry table of ``obj``'s Keras: :data:`TF_KERAS`, or the one
+  registered for Keras 3 (:mod:`sbp_tf.keras3`).
+
+  Raises:
+    TypeError: a Keras 3 object while ``sbp_tf.keras3`` was never imported.
+  """
+  family = compat.keras_family(obj) or "tf_keras"
+  if family == "tf_keras":
     return TF_KERAS
-  from sbp_tf.keras3 import targets as k3_targets  # pylint: disable=import-outside-toplevel
-  return k3_targets.KERAS3
+  if family not in _TABLES:
+    raise TypeError(f"{type(obj).__name__} is a Keras 3 object; its prunable "
+                    "weights are read by sbp_tf.keras3. Fix: `from sbp_tf "
+                    "import keras3` and use keras3.prune / keras3.score.")
+  return _TABLES[family]
 
 
 def prunable_attrs(layer, table: Optional[Table] = None) -> tuple:
