@@ -73,42 +73,41 @@ def test_bidirectional_masks_hold_through_fit_fresh_load_and_strip(tmp_path):
   y = rng.integers(0, 3, 16)
   np.save(tmp_path / "x.npy", x)
   saved = {}
-  for kind in ("LSTM", "GRU"):
-    cell = kind.lower() + "_cell"
-    for how, (wrap, callbacks) in WRAPS.items():
-      model = bidi(kind)
-      masks = pruning.prune(model, "random", 0.6, seed=0).masks
-      bi_keys = [k for k in masks if k.startswith("bi/")]
-      assert bi_keys == [f"bi/{d}_rnn/{cell}/{w}"
-                         for d in ("forward", "backward")
-                         for w in ("kernel", "recurrent_kernel")]
-      wrapped = wrap(model, masks)
-      held = sbp_tfmot.masks_of(wrapped)
-      assert list(held) == list(masks)  # every key, Bidirectional's too
-      for k in masks:
-        np.testing.assert_array_equal(held[k], masks[k])
-      wrapped.compile(keras.optimizers.Adam(0.05),
-                      keras.losses.SparseCategoricalCrossentropy(
-                          from_logits=True))
-      before = {k: v.copy() for k, v in
-                ((t.key, t.variable.numpy())
-                 for t in pruning.prunable_targets(wrapped))}
-      wrapped.fit(x, y, batch_size=4, epochs=1, verbose=0,
-                  callbacks=callbacks())
-      assert _zeros(wrapped, masks) == 0.0
-      after = {t.key: t.variable.numpy()
-               for t in pruning.prunable_targets(wrapped)}
-      for k in bi_keys:  # the kept recurrent weights did train
-        assert not np.array_equal(before[k], after[k]), k
-      path = str(tmp_path / f"{kind}_{how}.keras")
-      wrapped.save(path)
-      saved[path] = (masks, wrapped.predict(x, verbose=0))
-      final = sbp_tfmot.strip(wrapped)
-      assert not any(isinstance(l, masking.MaskedLayer) for l in final.layers)
-      assert isinstance(final.get_layer("bi"), keras.layers.Bidirectional)
-      assert _zeros(final, masks) == 0.0
-      np.testing.assert_allclose(final.predict(x, verbose=0), saved[path][1],
-                                 atol=1e-6)
+  # Both RNN kinds and both wrappers (the same MaskedLayer path underneath).
+  for kind, how, ext in (("LSTM", "tfmot", "keras"), ("GRU", "masking", "h5")):
+    cell, (wrap, callbacks) = kind.lower() + "_cell", WRAPS[how]
+    model = bidi(kind)
+    masks = pruning.prune(model, "random", 0.6, seed=0).masks
+    bi_keys = [k for k in masks if k.startswith("bi/")]
+    assert bi_keys == [f"bi/{d}_rnn/{cell}/{w}"
+                       for d in ("forward", "backward")
+                       for w in ("kernel", "recurrent_kernel")]
+    wrapped = wrap(model, masks)
+    held = sbp_tfmot.masks_of(wrapped)
+    assert list(held) == list(masks)  # every key, Bidirectional's too
+    for k in masks:
+      np.testing.assert_array_equal(held[k], masks[k])
+    wrapped.compile(keras.optimizers.Adam(0.05),
+                    keras.losses.SparseCategoricalCrossentropy(
+                        from_logits=True))
+    before = {t.key: t.variable.numpy()
+              for t in pruning.prunable_targets(wrapped)}
+    wrapped.fit(x, y, batch_size=4, epochs=1, verbose=0,
+                callbacks=callbacks())
+    assert _zeros(wrapped, masks) == 0.0
+    after = {t.key: t.variable.numpy()
+             for t in pruning.prunable_targets(wrapped)}
+    for k in bi_keys:  # the kept recurrent weights did train
+      assert not np.array_equal(before[k], after[k]), k
+    path = str(tmp_path / f"{kind}_{how}.{ext}")
+    wrapped.save(path)
+    saved[path] = (masks, wrapped.predict(x, verbose=0))
+    final = sbp_tfmot.strip(wrapped)
+    assert not any(isinstance(l, masking.MaskedLayer) for l in final.layers)
+    assert isinstance(final.get_layer("bi"), keras.layers.Bidirectional)
+    assert _zeros(final, masks) == 0.0
+    np.testing.assert_allclose(final.predict(x, verbose=0), saved[path][1],
+                               atol=1e-6)
   script = tmp_path / "load.py"
   script.write_text(_LOAD.format(repo=REPO, x=str(tmp_path / "x.npy"),
                                  paths=sorted(saved)))

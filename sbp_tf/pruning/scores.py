@@ -532,7 +532,19 @@ def _float64_runner(model, targets):
 
 
 def _float32_runner(model, targets, reason: str):
-  """As :func:`_float64_runner`, in float32 on ``model`` itself."""
+  """As :func:`_float64_runner`, in float32 on ``model`` itself (on its
+  float32 copy, synced at each run, if it computes in float16/bfloat16)."""
+  copy = precision.float32_copy(model, keras, None, "synflow")
+  if copy is not None:
+    by_key = {t.key: t for t in prunable_targets(copy.model)}
+    inner = _float32_runner(copy.model, [by_key[t.key] for t in targets],
+                            reason)
+
+    def run_copy(scale):
+      copy.sync()
+      return inner(scale)
+    run_copy.float64, run_copy.reason = False, reason
+    return run_copy
   shape = input_shapes(model)
   # Two identical all-ones rows, R averaged over them: the same R and
   # gradient as one row, but TF 2.21's oneDNN CPU kernels corrupt the heap
