@@ -36,11 +36,11 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from sbp_tf import compat
-from sbp_tf.compat import keras, tf
+from sbp_tf.compat import tf
 from sbp_tf.pruning import diagnostics, precision, saliency, state
 from sbp_tf.pruning import kit as kit_lib
 from sbp_tf.pruning import targets as targets_lib
-from sbp_tf.pruning.targets import layer_targets, prunable_targets
+from sbp_tf.pruning.targets import layer_targets
 
 _REGISTRY: Dict[str, type] = {}
 
@@ -540,7 +540,20 @@ def _float64_runner(model, targets, kit):
 
 
 def _float32_runner(model, targets, reason: str, kit):
-  """As :func:`_float64_runner`, in float32 on ``model`` itself."""
+  """As :func:`_float64_runner`, in float32 on ``model`` itself (on its
+  float32 copy, synced at each run, if it computes in float16/bfloat16)."""
+  copy = precision.float32_copy(model, compat.keras_of(model), None,
+                                "synflow")
+  if copy is not None:
+    by_key = {t.key: t for t in kit.prunable_targets(copy.model)}
+    inner = _float32_runner(copy.model, [by_key[t.key] for t in targets],
+                            reason, kit)
+
+    def run_copy(scale):
+      copy.sync()
+      return inner(scale)
+    run_copy.float64, run_copy.reason = False, reason
+    return run_copy
   shape = input_shapes(model)
   # Two identical all-ones rows, R averaged over them: the same R and
   # gradient as one row, but TF 2.21's oneDNN CPU kernels corrupt the heap
