@@ -47,6 +47,8 @@ _INT_DTYPES = (np.int8, np.uint8, np.int16)
 
 
 def _is_wrapped(model) -> bool:
+  if compat.keras_family(model) == "keras3":  # masks are constraints there
+    return False
   for layer in masking.walk_layers(model):
     if isinstance(layer, masking.MaskedLayer) or (
         isinstance(layer, keras.layers.Wrapper) and
@@ -59,11 +61,12 @@ def _plain(model, caller: str):
   """``model`` without mask wrappers (tfmot or MaskedLayer), zeros applied,
   in float32 (a mixed-precision model's float32 copy, see
   :func:`sbp_tf.pruning.precision.in_float32`)."""
-  if not isinstance(model, keras.Model):
+  K = compat.keras_of(model)
+  if not isinstance(model, K.Model):
     raise TypeError(f"{caller} needs a keras.Model, got {type(model)}. Fix: "
                     "pass the Keras model (wrapped or stripped).")
   return precision.in_float32(
-      masking.strip(model) if _is_wrapped(model) else model, keras, caller)
+      masking.strip(model) if _is_wrapped(model) else model, K, caller)
 
 
 def _check_quantize(quantize, representative_data) -> None:
@@ -85,13 +88,18 @@ def _input_specs(model) -> List[Tuple[str, tuple, np.dtype]]:
     names = list(getattr(model, "input_names", None) or ())
     if len(names) != len(inputs):
       names = [f"input_{i}" for i in range(len(inputs))]
-    return [(n, tuple(t.shape[1:]), np.dtype(t.dtype.as_numpy_dtype))
+    return [(n, tuple(t.shape[1:]), _np_dtype(t.dtype))
             for n, t in zip(names, inputs)]
   flat = tf.nest.flatten(_called_with(model))
   names = ["input"] if len(flat) == 1 else [f"input_{i}"
                                             for i in range(len(flat))]
-  return [(n, tuple(x.shape[1:]), np.dtype(x.dtype.as_numpy_dtype))
+  return [(n, tuple(x.shape[1:]), _np_dtype(x.dtype))
           for n, x in zip(names, flat)]
+
+
+def _np_dtype(dtype) -> np.dtype:
+  """A tensor dtype as numpy's (tf.DType, or Keras 3's dtype name)."""
+  return np.dtype(getattr(dtype, "as_numpy_dtype", dtype))
 
 
 def _called_with(model):
@@ -136,8 +144,9 @@ def _vocab_sizes(model) -> List[Optional[int]]:
   """Per input: the ``input_dim`` of the Embedding(s) it feeds (the
   smallest), None if it feeds none. Integer inputs feeding no Embedding
   directly fall back to the smallest Embedding of the model."""
+  embedding = compat.keras_of(model).layers.Embedding
   embeddings = [layer for layer in compat.flatten_layers(model)
-                if isinstance(layer, keras.layers.Embedding)]
+                if isinstance(layer, embedding)]
   inputs = list(getattr(model, "inputs", None) or ())
   out = []
   for t in inputs:
@@ -149,7 +158,7 @@ def _vocab_sizes(model) -> List[Optional[int]]:
         continue
       if any(f is t for f in fed):
         dims.append(int(e.input_dim))
-    if not dims and t.dtype.is_integer and embeddings:
+    if not dims and "int" in str(t.dtype) and embeddings:
       dims = [int(e.input_dim) for e in embeddings]
     out.append(min(dims) if dims else None)
   return out or [None]
@@ -289,22 +298,28 @@ def convert(model, *, sparse=True, quantize: Optional[str] = None,
   calib = None
   if representative_data is not None:  # validates the shape in every mode
     calib, _ = _as_inputs(representative_data, plain, 0)
+  keras3 = compat.keras_family(plain) == "keras3"
   try:
-    return _convert_with(tf.lite.TFLiteConverter.from_keras_model(plain),
-                         plain, sparse, quantize, calib)
+    return _convert_with(
+        _traced_converter(plain, None) if keras3 else
+        tf.lite.TFLiteConverter.from_keras_model(plain),
+        plain, sparse, quantize, calib)
   except Exception as e:  # pylint: disable=broad-except
     if "TensorList" not in str(e):
       raise
   # Recurrent layers (LSTM/GRU/SimpleRNN) loop over a TensorList whose
   # element shape holds the batch size: TFLite needs it static, so the
   # file takes one example per call (as verify and time_interpreter feed).
-  return _convert_with(_batch_one_converter(plain), plain, sparse, quantize,
+  return _convert_with(_traced_converter(plain, 1), plain, sparse, quantize,
                        calib)
 
 
-def _batch_one_converter(plain):
-  """A converter of ``plain`` traced at batch size 1, with the model's input
-  and output names as the signature's."""
+def _traced_converter(plain, batch):
+  """A converter of ``plain`` traced as a function of its inputs (batch
+  size ``batch``, None: free), with the model's input and output names as
+  the signature's. Keras 3 models convert this way (the converter freezes
+  the variables of the trackable it is given, and a Keras 3 model does not
+  expose its ``tf.Variable``s to it: a holder module does)."""
   specs = _input_specs(plain)
   outs = _output_names(plain, len(tf.nest.flatten(plain.outputs))
                        if getattr(plain, "outputs", None) else 1)
@@ -314,10 +329,14 @@ def _batch_one_converter(plain):
                                training=False))
     return dict(zip(outs, ys))
 
-  concrete = tf.function(serve).get_concrete_function(**{
-      n: tf.TensorSpec((1,) + shape, tf.as_dtype(dtype), name=n)
+  concrete = tf.function(serve, autograph=False).get_concrete_function(**{
+      n: tf.TensorSpec((batch,) + shape, tf.as_dtype(dtype), name=n)
       for n, shape, dtype in specs})
-  return tf.lite.TFLiteConverter.from_concrete_functions([concrete], plain)
+  holder = plain
+  if compat.keras_family(plain) == "keras3":
+    holder = tf.Module()
+    holder.variables_ = [v.value for v in plain.variables]
+  return tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
 
 
 def _convert_with(converter, plain, sparse, quantize, calib) -> bytes:

@@ -281,3 +281,34 @@ def test_a_softmax_head_is_connected_only_through_its_logits(path):
   masks["hidden/kernel"][:] = 0
   conn = path.connectivity(model, masks)
   assert not conn.connected and conn.reachable_fraction == 0.0
+
+
+def _two_in_two_out(K):
+  L = K.layers
+  img, vec = K.Input((6, 6, 2), name="img"), K.Input((5,), name="vec")
+  h = L.Concatenate()([L.Flatten()(L.Conv2D(4, 3, name="conv")(img)),
+                       L.Dense(6, name="vdense")(vec)])
+  return K.Model([img, vec], [L.Dense(3, name="cls")(h),
+                              L.Dense(1, name="reg")(h)])
+
+
+@pytest.mark.parametrize("family", ["text", "two_io"])
+def test_export_verifies_on_both_paths(path, family, tmp_path):
+  # One export for both Kerases: token ids, recurrent layers, attention,
+  # several named inputs and outputs (Keras 3 exported one input before).
+  K = path.keras
+  model = _text_model(K) if family == "text" else _two_in_two_out(K)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    result = path.prune(model, "magnitude", 0.8)
+  if path.name == "keras3":
+    keras3.mask(model, result.masks)
+    export = keras3.export
+  else:
+    from sbp_tf import export  # pylint: disable=import-outside-toplevel
+  r = export.to_tflite(model, tmp_path / "m.tflite", compare_dense=False,
+                       time_runs=0)
+  assert r["verified"], r
+  assert r["num_sparse_tensors"] >= 1 or r["sparse_fallback"]
+  if family == "two_io":
+    assert sorted(r["outputs"]) == ["cls", "reg"]
