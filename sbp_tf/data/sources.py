@@ -184,6 +184,14 @@ def find_local(name, data_dir) -> "tuple[Optional[Source], List[str]]":
     searched.append(f"{root} [{entry.name}] ({where}"
                     f"{', '.join(subs + arcs)})")
     if not root.exists():
+      if entry.name == "SBP_DATA_DIR":
+        # Named by the user like data_dir: never fall through to a copy
+        # elsewhere without saying so.
+        raise DataNotFoundError(
+            f"SBP_DATA_DIR names {str(root)!r}, which does not exist "
+            f"(looking for {name}). Fix: point SBP_DATA_DIR at the folder "
+            "that holds the dataset, or unset it to search the default "
+            "places.")
       searched[-1] += " [does not exist]"
       continue
     for src in _search_root(root, name, explicit):
