@@ -362,9 +362,9 @@ class Workdir:
                                             os.R_OK | os.W_OK | os.X_OK):
       # Checked first: listing or reading it would raise PermissionError.
       raise WorkdirError(
-          f"workdir {str(self.path)!r} is not readable and writable by this "
-          "user (permission denied, or a read-only file system). Fix: give "
-          "it read/write permission (chmod u+rwx) or pass another "
+          f"workdir {str(self.path)!r} is not writable and readable by this "
+          "user (permission denied, or a read-only file system). Fix: make "
+          "it writable and readable (chmod u+rwx) or pass another "
           "--workdir.")
     self._refuse_foreign()  # not even a lock file in someone else's folder
     try:
