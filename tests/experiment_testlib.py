@@ -18,6 +18,14 @@ def tiny_config(**train):
   return c
 
 
+def finished_run(tmp_path_factory, name):
+  """``(cfg, workdir, metrics)`` of a tiny finished run in a fresh folder."""
+  from sbp_tf import experiment  # pylint: disable=g-import-not-at-top
+  cfg = tiny_config()
+  workdir = tmp_path_factory.mktemp(name) / "run"
+  return cfg, workdir, experiment.run(cfg, workdir)
+
+
 def snapshot(path):
   """``{relative path: bytes}`` of every file under ``path``."""
   return {str(p.relative_to(path)): p.read_bytes() for p in path.rglob("*")

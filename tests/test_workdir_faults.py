@@ -28,7 +28,8 @@ from sbp_tf import pruning
 from sbp_tf.compat import keras, tf
 from sbp_tf.training import workdir as wd_lib
 
-from experiment_testlib import interrupted_copy, snapshot, tiny_config
+from experiment_testlib import (finished_run, interrupted_copy, snapshot,
+                                tiny_config)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -163,9 +164,7 @@ def test_second_process_fails_at_once_naming_the_holder(tmp_path):
 @pytest.fixture(scope="module")
 def finished(shared_data, tmp_path_factory):
   del shared_data  # the data helper finds the offline copy itself
-  cfg = tiny_config()
-  workdir = tmp_path_factory.mktemp("faults") / "run"
-  return cfg, workdir, experiment.run(cfg, workdir)
+  return finished_run(tmp_path_factory, "faults")
 
 
 

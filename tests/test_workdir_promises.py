@@ -28,7 +28,8 @@ from sbp_tf import pruning
 from sbp_tf.compat import keras, tf
 from sbp_tf.training import workdir as wd_lib
 
-from experiment_testlib import interrupted_copy, snapshot, tiny_config
+from experiment_testlib import (finished_run, interrupted_copy, snapshot,
+                                tiny_config)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LOCKS = (wd_lib.LOCK, wd_lib.LOCK_INFO)
@@ -37,9 +38,7 @@ LOCKS = (wd_lib.LOCK, wd_lib.LOCK_INFO)
 @pytest.fixture(scope="module")
 def finished(shared_data, tmp_path_factory):
   del shared_data  # the data helper finds the offline copy itself
-  cfg = tiny_config()
-  workdir = tmp_path_factory.mktemp("promises") / "run"
-  return cfg, workdir, experiment.run(cfg, workdir)
+  return finished_run(tmp_path_factory, "promises")
 
 
 def _files(path):
