@@ -358,8 +358,8 @@ def check_masks_match(run: Run, targets, held=None) -> None:
       f"epoch {run.initial_epoch}: {sum(bad.values())} weight(s) in "
       f"{len(bad)} layer(s) (first: {first}) are pruned by one and kept by "
       "the other, so masks.npz was replaced or comes from another run; "
-      "nothing was changed. Fix: put back this run's masks.npz, or pass "
-      "--overwrite (overwrite=True) to start over.")
+      "nothing was changed. Fix: put back this run's masks.npz and rerun "
+      "(it resumes), or pass --overwrite (overwrite=True) to start over.")
 
 
 def fit(run: Run) -> None:

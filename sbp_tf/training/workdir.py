@@ -531,8 +531,9 @@ def _listing(names, limit=8) -> str:
 
 
 def _fix_restore_or_overwrite(name: str) -> str:
-  return (f"restore {name} from a backup, or pass --overwrite "
-          "(overwrite=True) to discard the run and start over.")
+  return (f"restore {name} from a backup and rerun (the run resumes where "
+          "it stopped), or pass --overwrite (overwrite=True) to discard the "
+          "run and start over.")
 
 
 def _holder(info_path) -> str:
