@@ -184,6 +184,28 @@ def test_replaced_masks_npz_is_refused_on_resume(finished, tmp_path):
   assert experiment.run(cfg, dst)["resumed_from_epoch"] == 2
 
 
+def test_replaced_masks_npz_is_refused_on_keras3_resume(shared_data,
+                                                        tmp_path):
+  # Keras 3 checkpoints hold no masks: the restored kernels are checked.
+  del shared_data
+  keras3 = pytest.importorskip("keras")
+  if not keras3.__version__.startswith("3."):
+    pytest.skip("the keras package is not Keras 3")
+  cfg = tiny_config(epochs=1)
+  cfg.framework = "keras3"
+  path = tmp_path / "run"
+  experiment.run(cfg, path)
+  wd_lib.Workdir(path).set_state(wd_lib.TRAINING, 1, epochs=1)
+  own = pruning.Masks.load(str(path / "masks.npz"))
+  rng = np.random.default_rng(1)
+  pruning.Masks({k: rng.permutation(m.ravel()).reshape(m.shape)
+                 for k, m in own.items()}).save(str(path / "masks.npz"))
+  with pytest.raises(wd_lib.WorkdirError,
+                     match=r"masks\.npz does not match the checkpoint "
+                     r"restored after epoch 1.*Fix:"):
+    experiment.run(cfg, path)
+
+
 # --- 5. A full disk is one line; the rerun resumes bit for bit. ------------
 
 def test_disk_full_at_a_checkpoint_then_rerun_resumes_bit_for_bit(
@@ -251,7 +273,7 @@ def test_model_options_are_checked_before_anything_is_written(tmp_path):
     experiment.run(cfg, tmp_path / "run")
   assert isinstance(e.value, sbp_config.ConfigError)  # the binary's one line
   msg = str(e.value)
-  assert "\n" not in msg and "model 'ffnn' rejects its options" in msg
+  assert "\n" not in msg and "model 'ffnn' cannot be built from its options" in msg
   assert "Unknown activation 'nope'" in msg and "Fix:" in msg
   assert not (tmp_path / "run").exists()
 

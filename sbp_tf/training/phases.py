@@ -140,8 +140,8 @@ def build(run: Run, *, make_model=None) -> None:
     fix = "" if "Fix:" in text else (" Fix: correct --config.model.options."
                                      "<option> (see docs/models.md).")
     raise sbp_config.ConfigError(
-        f"Invalid config: model {cfg.model.name!r} rejects its options "
-        f"({text}){'' if text.endswith('.') else '.'}{fix}") from e
+        f"Invalid config: model {cfg.model.name!r} cannot be built from its "
+        f"options ({text}){'' if text.endswith('.') else '.'}{fix}") from e
   run.test_ds, test_info = setup.load(
       cfg, "test", cfg.train.eval_batch_size or run.batch, shuffle=False,
       augment=False, limit=cfg.dataset.limit_test)
