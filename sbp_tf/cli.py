@@ -1,9 +1,9 @@
 """Shared command-line plumbing of the sbp_tf binaries (train, tune, reproduce).
 
 User mistakes on the command line (a missing or broken --config file, a
-mistyped --config.<field>, a bad flag value) end the binary with one
-``[sbp_tf] error: ...`` line naming the problem and the fix, exit status 1,
-and no traceback.
+mistyped --config.<field>, an unknown flag, a bad flag value) end the
+binary with one ``[sbp_tf] error: ...`` line naming the problem and the
+fix, exit status 1, and no traceback.
 
 The flags every binary shares are declared here once: ``--workdir``
 (:func:`define_workdir_flag`; train, tune, tools/reproduce.py) and
@@ -99,6 +99,70 @@ def _unknown_field(error: Exception, argv: List[str]) -> Optional[str]:
           "Fix: correct the field name (see sbp_tf/config.py defaults()).")
 
 
+def _config_fields(name: str) -> List[str]:
+  """Dotted config fields (``train.epochs``) ending in ``name``."""
+  from sbp_tf import config as sbp_config  # pylint: disable=g-import-not-at-top
+  out = []
+
+  def walk(d, prefix):
+    for k, v in d.items():
+      if isinstance(v, dict):
+        walk(v, prefix + k + ".")
+      elif (prefix + k).endswith(name) and (
+          prefix + k == name or (prefix + k)[-len(name) - 1] == "."):
+        out.append(prefix + k)
+  walk(sbp_config.defaults().to_dict(), "")
+  return sorted(out)
+
+
+def _config_default(field: str):
+  from sbp_tf import config as sbp_config  # pylint: disable=g-import-not-at-top
+  d = sbp_config.defaults().to_dict()
+  for part in field.split("."):
+    if not isinstance(d, dict) or part not in d:
+      return None
+    d = d[part]
+  return d
+
+
+def flag_error(text: str) -> str:
+  """The one-line message (problem, then ``Fix:``) for absl's flag-parsing
+  error ``text``: an unknown flag (``--epochs``: did you mean
+  ``--config.train.epochs``?), a value of the wrong type or outside a
+  flag's choices, or a required flag left out."""
+  text = " ".join(text.split())
+  m = re.match(r"Unknown command line flag '([^']+)'"
+               r"(?:\. Did you mean: (.+?) \?)?$", text)
+  if m:
+    name, near = m.group(1), m.group(2)
+    fields = _config_fields(name.replace("-", "_"))
+    if fields:
+      fix = ("did you mean " + " or ".join(f"--config.{f}" for f in fields)
+             + "? Config fields are set with --config.<field>=<value>.")
+    elif near:
+      fix = f"did you mean --{near.split(',')[0].strip()}?"
+    else:
+      fix = ("remove it or correct its name (--helpshort lists the flags; "
+             "config fields are --config.<field>=<value>).")
+    return f"unknown flag --{name}. Fix: {fix}"
+  m = re.match(r"flag --([\w.-]+)=(.*?): (.*)$", text)
+  if not m:
+    return f"{text}. Fix: correct the command line (--helpshort lists flags)."
+  name, why = m.group(1), m.group(3).rstrip(".")
+  default = (_config_default(name[len("config."):])
+             if name.startswith("config.") else None)
+  if "must have a value other than None" in why:
+    fix = f"pass --{name}=<value>."
+  elif "should be one of" in why:
+    fix = f"pass one of those values as --{name}=<value>."
+  elif default is not None and not isinstance(default, (dict, list, tuple)):
+    fix = (f"pass a {type(default).__name__} value, e.g. the default: "
+           f"--{name}={default}.")
+  else:
+    fix = f"pass a valid value for --{name} (--helpshort describes it)."
+  return f"bad value for --{name}: {why}. Fix: {fix}"
+
+
 def parse_flags(argv: List[str]) -> List[str]:
   """``app.run``'s flags parser: one-line errors instead of tracebacks."""
   value = _config_value(argv)
@@ -108,12 +172,8 @@ def parse_flags(argv: List[str]) -> List[str]:
       fail(problem)
   try:
     return flags.FLAGS(argv)
-  except flags.Error as e:  # absl's own report (as app.run gives it)
-    text = str(e)
-    sys.stderr.write("FATAL Flags parsing error: " + (
-        text if "\n" not in text else "\n" + text) + "\n")
-    sys.stderr.write("Pass --helpshort or --helpfull to see help on flags.\n")
-    sys.exit(1)
+  except flags.Error as e:  # an unknown flag or a bad value: one line
+    fail(flag_error(str(e)))
   except Exception as e:  # pylint: disable=broad-except
     # Loading or overriding the config failed: say which and why, one line.
     msg = _unknown_field(e, argv) if isinstance(e, (AttributeError,

@@ -113,6 +113,10 @@ def defaults() -> ml_collections.ConfigDict:
   return c
 
 
+class ConfigError(ValueError):
+  """An invalid experiment config; the message names the field and the fix."""
+
+
 def _merged_types(per_name: Dict[str, Dict[str, Any]], kind: str
                   ) -> Dict[str, Any]:
   """Union of the ``option -> type`` maps of every registered ``kind``."""
@@ -227,7 +231,7 @@ def validate(config) -> None:
     config: a ``ConfigDict`` (or nested dict) to check.
 
   Raises:
-    ValueError: naming each offending field and how to fix it.
+    ConfigError (a ValueError): naming each offending field and the fix.
     TypeError: if ``config`` is not a ConfigDict/dict.
 
   Example::
@@ -240,7 +244,7 @@ def validate(config) -> None:
   errors: List[str] = []
   _check_keys(given, schema, "", errors)
   if errors:
-    raise ValueError("Invalid config: " + "; ".join(errors) +
+    raise ConfigError("Invalid config: " + "; ".join(errors) +
                      ". Fix: remove or rename the field (see "
                      "sbp_tf.config.defaults() for the schema).")
   # Missing fields are filled from defaults so partial dicts validate too.
@@ -250,11 +254,13 @@ def validate(config) -> None:
     if not cond:
       errors.append(f"{field}={_get(full, field)!r} {msg}")
 
-  for check in (_check_names, _check_options, _check_prune, _check_train,
-                _check_framework):
+  for check in (_check_names, _check_options, _check_model_values,
+                _check_prune, _check_train, _check_framework):
     check(full, need)
   if errors:
-    raise ValueError("Invalid config: " + "; ".join(errors) + ".")
+    raise ConfigError("Invalid config: " + "; ".join(errors) + ". Fix: set "
+                     "each field named to a valid value (command line: "
+                     "--config.<field>=<value>).")
 
 
 def _check_names(full, need) -> None:
@@ -282,6 +288,27 @@ def _check_options(full, need) -> None:
            f"is not an option of {kind} {name!r}; its options are "
            f"{', '.join(sorted(valid or ())) or 'none'} (leave the others "
            "None)")
+
+
+# Ranges of the zoo's numeric model options (the builders check them too,
+# but only once the run has started): field -> (test, what it must be).
+_MODEL_VALUES = {
+    "depth": (lambda v: isinstance(v, int) and not isinstance(v, bool)
+              and v >= 1, "must be an integer >= 1"),
+    "width": (lambda v: isinstance(v, int) and not isinstance(v, bool)
+              and v >= 1, "must be an integer >= 1"),
+    "width_multiplier": (lambda v: _is_num(v) and v > 0,
+                         "must be a number > 0 (e.g. 0.25)"),
+    "sigma_b": (lambda v: _is_num(v) and v >= 0, "must be a number >= 0"),
+}
+
+
+def _check_model_values(full, need) -> None:
+  """The set (non-None) numeric model options are in range."""
+  for opt, (ok, msg) in _MODEL_VALUES.items():
+    v = full["model"]["options"].get(opt)
+    if v is not None:
+      need(ok(v), f"model.options.{opt}", msg)
 
 
 def _check_prune(full, need) -> None:

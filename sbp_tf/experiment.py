@@ -106,8 +106,9 @@ def run(config, workdir, *, strategy=None, overwrite: bool = False
                       f"{workdir}/.worker{task_id}")
   run_state = phases.Run(cfg=cfg, wd=wd, strategy=strategy,
                          overwrite=overwrite, t_start=t_start)
-  # One run per workdir: held for the whole run, released on any exit.
-  with wd.lock():
+  # One run per workdir: held for the whole run, released on any exit; a
+  # full disk ends it with a one-line error (the workdir stays consistent).
+  with wd.disk_full_is_an_error(), wd.lock():
     stored = phases.open_workdir(run_state)
     if stored is not None:
       return stored

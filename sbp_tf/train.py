@@ -81,7 +81,8 @@ def main(argv):
   try:
     metrics = experiment.run(cfg, _F["workdir"].value, strategy=strategy,
                              overwrite=_F["overwrite"].value)
-  except (wd_lib.WorkdirError, DataNotFoundError) as e:
+  except (wd_lib.WorkdirError, DataNotFoundError,
+          sbp_config.ConfigError) as e:
     cli.fail(str(e))  # a user-fixable state: no traceback, exit 1
   # The binary's result, not a log line: plain JSON on stdout (pipeable).
   print(json.dumps(metrics, indent=1, sort_keys=True, default=str))

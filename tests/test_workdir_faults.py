@@ -28,7 +28,8 @@ from sbp_tf import pruning
 from sbp_tf.compat import keras, tf
 from sbp_tf.training import workdir as wd_lib
 
-from experiment_testlib import tiny_config
+from experiment_testlib import (finished_run, interrupted_copy, snapshot,
+                                tiny_config)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,9 +46,6 @@ def _python(code, *args):
                         timeout=300)
 
 
-def _snapshot(path):
-  return {str(p.relative_to(path)): p.read_bytes() for p in path.rglob("*")
-          if p.is_file()}
 
 
 # --- Defect 1: ownership; --overwrite deletes only what sbp_tf wrote. -------
@@ -58,13 +56,13 @@ def test_overwrite_of_a_foreign_folder_deletes_nothing(tmp_path):
   x.mkdir()
   (x / "config.json").write_text("{}")
   (x / "pytorch_model.bin").write_text("w")
-  before = _snapshot(x)
+  before = snapshot(x)
   with pytest.raises(wd_lib.WorkdirError) as e:
     experiment.run(tiny_config(epochs=1), x, overwrite=True)
   msg = str(e.value)
   assert "\n" not in msg and "holds no sbp_tf run" in msg
   assert "pytorch_model.bin" in msg and "Fix:" in msg
-  assert _snapshot(x) == before
+  assert snapshot(x) == before
   assert not wd_lib.Workdir(x).exists()
 
 
@@ -107,13 +105,13 @@ def test_clear_refuses_a_workdir_holding_foreign_files(tmp_path):
   (wd / "checkpoints" / "ckpt-1.index").write_text("x")
   (wd / "my_notes.txt").write_text("keep me")
   (wd / "data").mkdir()
-  before = _snapshot(wd.path)
+  before = snapshot(wd.path)
   with pytest.raises(wd_lib.WorkdirError) as e:
     wd.clear()
   msg = str(e.value)
   assert "\n" not in msg and "nothing was deleted" in msg
   assert "data, my_notes.txt" in msg and "Fix:" in msg
-  assert _snapshot(wd.path) == before and (wd / "data").is_dir()
+  assert snapshot(wd.path) == before and (wd / "data").is_dir()
   # The different-config error names the run as sbp_tf's and what
   # --overwrite deletes.
   other = tiny_config()
@@ -166,21 +164,8 @@ def test_second_process_fails_at_once_naming_the_holder(tmp_path):
 @pytest.fixture(scope="module")
 def finished(shared_data, tmp_path_factory):
   del shared_data  # the data helper finds the offline copy itself
-  cfg = tiny_config()
-  workdir = tmp_path_factory.mktemp("faults") / "run"
-  return cfg, workdir, experiment.run(cfg, workdir)
+  return finished_run(tmp_path_factory, "faults")
 
-
-def _interrupted_copy(finished, tmp_path, epochs_done=2):
-  """A copy of the finished run whose state says it stopped after an epoch."""
-  cfg, src, _ = finished
-  dst = tmp_path / "run"
-  shutil.copytree(src, dst)
-  (dst / wd_lib.LOCK).unlink(missing_ok=True)
-  for name in ("results.json", "model.keras", "model_wrapped.keras"):
-    (dst / name).unlink()
-  wd_lib.Workdir(dst).set_state(wd_lib.TRAINING, epochs_done, epochs=2)
-  return cfg, dst
 
 
 def test_finished_run_has_marker_and_no_lock_holder(finished):
@@ -193,7 +178,7 @@ def test_finished_run_has_marker_and_no_lock_holder(finished):
 
 def test_truncated_latest_checkpoint_falls_back_to_the_previous(
     finished, tmp_path, capsys):
-  cfg, dst = _interrupted_copy(finished, tmp_path)
+  cfg, dst = interrupted_copy(finished, tmp_path)
   data = dst / "checkpoints" / "ckpt-2.data-00000-of-00001"
   with open(data, "r+b") as f:
     f.truncate(min(1000, data.stat().st_size // 2))
@@ -207,7 +192,7 @@ def test_truncated_latest_checkpoint_falls_back_to_the_previous(
 
 def test_missing_index_and_bad_older_checkpoint_fall_back_to_init(
     finished, tmp_path, capsys):
-  cfg, dst = _interrupted_copy(finished, tmp_path)
+  cfg, dst = interrupted_copy(finished, tmp_path)
   (dst / "checkpoints" / "ckpt-2.index").unlink()
   (dst / "checkpoints" / "ckpt-1.index").write_bytes(b"garbage, not sstable")
   metrics = experiment.run(cfg, dst)
@@ -218,7 +203,7 @@ def test_missing_index_and_bad_older_checkpoint_fall_back_to_init(
 
 def test_state_claiming_an_absent_checkpoint_uses_the_newest_intact(
     finished, tmp_path, capsys):
-  cfg, dst = _interrupted_copy(finished, tmp_path, epochs_done=9)
+  cfg, dst = interrupted_copy(finished, tmp_path, epochs_done=9)
   metrics = experiment.run(cfg, dst)
   out = capsys.readouterr().out
   assert "ckpt-9" in out and "resuming from ckpt-2 (epoch 2)" in out
@@ -226,7 +211,7 @@ def test_state_claiming_an_absent_checkpoint_uses_the_newest_intact(
 
 
 def test_missing_masks_next_to_checkpoints_is_an_error(finished, tmp_path):
-  cfg, dst = _interrupted_copy(finished, tmp_path)
+  cfg, dst = interrupted_copy(finished, tmp_path)
   (dst / "masks.npz").unlink()
   with pytest.raises(wd_lib.WorkdirError, match=r"masks\.npz is missing.*"
                      r"Fix: restore masks\.npz"):
@@ -235,7 +220,7 @@ def test_missing_masks_next_to_checkpoints_is_an_error(finished, tmp_path):
 
 
 def test_missing_state_next_to_checkpoints_is_an_error(finished, tmp_path):
-  cfg, dst = _interrupted_copy(finished, tmp_path)
+  cfg, dst = interrupted_copy(finished, tmp_path)
   (dst / "state.json").unlink()
   with pytest.raises(wd_lib.WorkdirError, match=r"state\.json is missing.*"
                      r"newest: epoch 2.*Fix:"):
@@ -244,7 +229,7 @@ def test_missing_state_next_to_checkpoints_is_an_error(finished, tmp_path):
 
 @pytest.mark.parametrize("name", ["state.json", "config.json"])
 def test_garbage_json_names_the_file_and_the_fix(finished, tmp_path, name):
-  cfg, dst = _interrupted_copy(finished, tmp_path)
+  cfg, dst = interrupted_copy(finished, tmp_path)
   (dst / name).write_text('{"status": "trai')
   with pytest.raises(wd_lib.WorkdirError) as e:
     experiment.run(cfg, dst)
@@ -254,7 +239,7 @@ def test_garbage_json_names_the_file_and_the_fix(finished, tmp_path, name):
 
 
 def test_garbage_metrics_json_is_rebuilt_from_csv(finished, tmp_path):
-  cfg, dst = _interrupted_copy(finished, tmp_path)
+  cfg, dst = interrupted_copy(finished, tmp_path)
   want = json.loads((dst / "metrics.json").read_text())
   (dst / "metrics.json").write_text("[{\"epoch\": 1, ")
   metrics = experiment.run(cfg, dst)
@@ -438,7 +423,7 @@ def test_train_stream_epoch_depends_only_on_seed_and_epoch():
 
 def test_resume_with_another_data_dir_is_allowed_and_logs_the_copy(
     finished, tmp_path, capsys, shared_data):
-  cfg, dst = _interrupted_copy(finished, tmp_path, epochs_done=1)
+  cfg, dst = interrupted_copy(finished, tmp_path, epochs_done=1)
   moved = cfg.copy_and_resolve_references()
   moved.dataset.data_dir = str(shared_data)  # the data "moved" mid-run
   moved.dataset.cache_dir = str(tmp_path / "cache")

@@ -7,7 +7,9 @@ Datasets:
 1. ``data_dir``: the explicit argument (the folder itself may be the dataset
    folder or an archive; a ``data_dir`` that does not exist is a
    DataNotFoundError, never a silent fallback to another copy);
-2. ``SBP_DATA_DIR``: every folder in $SBP_DATA_DIR (``os.pathsep``-separated);
+2. ``SBP_DATA_DIR``: every folder in $SBP_DATA_DIR (``os.pathsep``-separated;
+   one that does not exist is a DataNotFoundError rather than a fallback to
+   a copy in the development checkout);
 3. ``development checkout``: ``<repo>/../shared/data`` (``SHARED_DATA``), the
    offline data folder next to a development checkout of sbp_tf, when it
    exists (an installed package has no such folder);
@@ -174,6 +176,7 @@ def find_local(name, data_dir) -> "tuple[Optional[Source], List[str]]":
         "Fix: pass the folder that holds the dataset (sbp_tf.train: "
         "--config.dataset.data_dir=/path), or leave data_dir unset to search "
         "$SBP_DATA_DIR and the default places.")
+  missing_env = None  # an $SBP_DATA_DIR folder that does not exist
   for entry in search_path(data_dir):
     root, explicit = entry.path, entry.explicit
     spec = LOCAL_NAMES[name]
@@ -185,8 +188,17 @@ def find_local(name, data_dir) -> "tuple[Optional[Source], List[str]]":
                     f"{', '.join(subs + arcs)})")
     if not root.exists():
       searched[-1] += " [does not exist]"
+      if entry.name == "SBP_DATA_DIR" and missing_env is None:
+        missing_env = root
       continue
     for src in _search_root(root, name, explicit):
+      if missing_env is not None and entry.name != "SBP_DATA_DIR":
+        # The user named that folder: never fall through to another copy.
+        raise DataNotFoundError(
+            f"SBP_DATA_DIR names {str(missing_env)!r}, which does not exist "
+            f"(looking for {name}; another copy is in {root}). Fix: point "
+            "SBP_DATA_DIR at the folder that holds the dataset, or unset it "
+            "to use the default places.")
       return src, searched
   return None, searched
 

@@ -52,7 +52,22 @@ def first_batch(data, num_batches):
     warnings.warn(f"num_batches={num_batches} but data=(x, y) is one batch; "
                   "the saliency uses 1. Fix: pass a batched tf.data.Dataset "
                   "for several batches.")
+  check_lengths(data[0], data[1])
   return data[0], data[1]
+
+
+def check_lengths(x, y) -> None:
+  """``x`` and ``y`` (arrays or structures of arrays) hold the same number
+  of examples: one leading dimension across all of them."""
+  def lengths(v):
+    return [int(np.shape(a)[0]) for a in tf.nest.flatten(v)
+            if len(np.shape(a))]
+  nx, ny = lengths(x), lengths(y)
+  if len(set(nx + ny)) > 1:
+    raise ValueError(
+        f"x and y have different lengths: {'/'.join(map(str, nx))} "
+        f"example(s) but {'/'.join(map(str, ny))} label(s). Fix: pass one "
+        "label per example (e.g. x[:n], y[:n]).")
 
 
 def _model_inputs(model):

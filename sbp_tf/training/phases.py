@@ -33,7 +33,10 @@ import importlib.util
 import time
 from typing import Any, Dict, Optional
 
+import numpy as np
+
 from sbp_tf import callbacks as cb_lib
+from sbp_tf import config as sbp_config
 from sbp_tf import data as sbp_data
 from sbp_tf import log
 from sbp_tf import pruning
@@ -83,9 +86,14 @@ def open_workdir(run: Run) -> Optional[Dict[str, Any]]:
   wd.check_compatible(run.cfg)
   state = wd.state()
   if state["status"] == wd_lib.FINISHED:
-    if not (wd / "results.json").exists():
-      log.say(f"{wd.path / 'results.json'} is missing; rebuilding it by "
-              "evaluating the final checkpoint again.")
+    wd.metrics()  # a damaged metrics.json is rebuilt from metrics.csv
+    missing = [n for n in ("results.json",) + final_models(run.cfg)
+               if not (wd / n).exists()]
+    if missing:
+      log.say(f"{', '.join(missing)} of the finished run in {wd.path} "
+              f"{'is' if len(missing) == 1 else 'are'} missing; rebuilding "
+              "the final models and results.json by evaluating the final "
+              "checkpoint again (no training).")
       run.rebuild_results = True
     else:
       try:
@@ -104,6 +112,13 @@ def open_workdir(run: Run) -> Optional[Dict[str, Any]]:
   return None
 
 
+def final_models(cfg) -> tuple:
+  """The model files a finished run of ``cfg.framework`` holds."""
+  if cfg.get("framework", "tf_keras") == "keras3":
+    return ("model.keras",)  # masks inside, no wrappers
+  return ("model_wrapped.keras", "model.keras")
+
+
 def build(run: Run, *, make_model=None) -> None:
   """Builds the model and the test data, then creates the workdir.
 
@@ -117,8 +132,16 @@ def build(run: Run, *, make_model=None) -> None:
   if make_model is None:
     keras.utils.set_random_seed(cfg.seed)
     make_model = setup.build_model
-  with run.strategy.scope():
-    run.model = make_model(cfg, info)
+  try:
+    with run.strategy.scope():
+      run.model = make_model(cfg, info)
+  except (ValueError, TypeError) as e:  # the builder's own option checks
+    text = (str(e).strip().splitlines() or [""])[0]
+    fix = "" if "Fix:" in text else (" Fix: correct --config.model.options."
+                                     "<option> (see docs/models.md).")
+    raise sbp_config.ConfigError(
+        f"Invalid config: model {cfg.model.name!r} cannot be built from its "
+        f"options ({text}){'' if text.endswith('.') else '.'}{fix}") from e
   run.test_ds, test_info = setup.load(
       cfg, "test", cfg.train.eval_batch_size or run.batch, shuffle=False,
       augment=False, limit=cfg.dataset.limit_test)
@@ -235,14 +258,26 @@ def prepare_training(run: Run) -> None:
     # Slots exist before restore, so momentum is restored, not re-zeroed.
     opt = run.wrapped.optimizer
     getattr(opt, "inner_optimizer", opt).build(run.wrapped.trainable_variables)
-  open_checkpoints(run, run.wrapped, run.wrapped.optimizer)
+  open_checkpoints(run, run.wrapped, run.wrapped.optimizer,
+                   targets=pruning.prunable_targets(run.wrapped),
+                   held_masks=lambda: sbp_tfmot.masks_of(run.wrapped))
 
 
-def open_checkpoints(run: Run, model, optimizer) -> None:
+def open_checkpoints(run: Run, model, optimizer, *, targets=None,
+                     held_masks=None) -> None:
   """The epoch checkpoints of ``model`` + ``optimizer`` (any framework whose
   objects ``tf.train.Checkpoint`` tracks): restores the newest intact one
-  (resume) or writes the pruned init."""
+  (resume) or writes the pruned init.
+
+  Before restoring, ``checkpoints/`` is repaired (``Workdir.tidy_checkpoints``:
+  leftover temp folders, a missing or damaged TensorFlow index). After it,
+  the restored weights are checked against masks.npz
+  (:func:`check_masks_match`) when the prunable ``targets`` of ``model``
+  are given; ``held_masks()`` gives the masks the checkpoint restored into
+  the model (tf_keras' wrappers), if any.
+  """
   cfg = run.cfg
+  run.wd.tidy_checkpoints()
   run.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
   run.manager = tf.train.CheckpointManager(
       run.checkpoint, str(run.wd.ckpt_dir), max_to_keep=2,
@@ -250,6 +285,9 @@ def open_checkpoints(run: Run, model, optimizer) -> None:
   if run.resumed:
     run.initial_epoch = restore_newest_intact(
         run.checkpoint, run.wd, int(run.wd.state()["epochs_done"]))
+    if targets is not None:
+      check_masks_match(run, targets,
+                        held_masks() if held_masks is not None else None)
   else:
     # The pruned (and rescaled) init, kept for good: resuming before the
     # first epoch must not depend on re-running the init and the pruning.
@@ -291,6 +329,38 @@ def restore_newest_intact(ckpt, wd, epochs_done: int) -> int:
       f"no intact checkpoint in {wd.ckpt_dir} to resume from: "
       f"{'; '.join(failed)}. Fix: pass --overwrite (overwrite=True) to "
       "start over.")
+
+
+def check_masks_match(run: Run, targets, held=None) -> None:
+  """Raises WorkdirError when masks.npz does not describe the restored
+  checkpoint; masks.npz is the one source of truth of a resumed run.
+
+  The checkpoint agrees with masks.npz when every weight masks.npz prunes
+  is exactly 0 in the restored kernels (training keeps pruned weights at
+  0) and, where the checkpoint holds masks itself (``held``: ``{key: 0/1
+  array}``), they equal masks.npz's.
+  """
+  bad = {}
+  for t in targets:
+    mask = run.masks.get(t.key)
+    if mask is None:
+      continue
+    pruned = np.asarray(mask) == 0
+    n = int(np.count_nonzero(np.asarray(t.variable.numpy())[pruned]))
+    if held is not None and t.key in held:
+      n += int(np.count_nonzero((np.asarray(held[t.key]) == 0) != pruned))
+    if n:
+      bad[t.key] = n
+  if not bad:
+    return
+  first = sorted(bad)[0]
+  raise wd_lib.WorkdirError(
+      f"{run.wd / 'masks.npz'} does not match the checkpoint restored after "
+      f"epoch {run.initial_epoch}: {sum(bad.values())} weight(s) in "
+      f"{len(bad)} layer(s) (first: {first}) are pruned by one and kept by "
+      "the other, so masks.npz was replaced or comes from another run; "
+      "nothing was changed. Fix: put back this run's masks.npz and rerun "
+      "(it resumes), or pass --overwrite (overwrite=True) to start over.")
 
 
 def fit(run: Run) -> None:

@@ -87,7 +87,8 @@ def prepare_training(run: phases.Run) -> None:
   # Slots exist before restore, so momentum is restored, not re-zeroed.
   opt.build(model.trainable_variables)
   run.wrapped = model  # the model that trains (no wrappers on this path)
-  phases.open_checkpoints(run, model, opt)
+  phases.open_checkpoints(run, model, opt,
+                          targets=keras3.prunable_targets(model))
 
 
 class StepDecay(keras.callbacks.Callback):

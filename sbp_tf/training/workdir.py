@@ -19,8 +19,10 @@ Layout (every file written atomically, so a kill never leaves half a file)::
 
 Only a folder holding the marker (or, for workdirs written before it
 existed, a ``config.json`` of sbp_tf's schema next to a ``state.json``) is
-an sbp_tf workdir; :meth:`Workdir.clear` deletes only the entries above and
-refuses, deleting nothing, when the folder holds anything else.
+an sbp_tf workdir; :meth:`Workdir.clear` deletes only the entries above
+(inside ``checkpoints/`` and ``tensorboard/`` only the files TensorFlow
+writes there, :data:`OWNED_INSIDE`) and refuses, deleting nothing, when the
+folder holds anything else.
 
 Usage::
 
@@ -32,6 +34,7 @@ Usage::
 import contextlib
 import csv
 import datetime
+import errno
 import json
 import os
 import pathlib
@@ -58,6 +61,17 @@ OWNED_FILES = (
     "metrics.csv", "metrics.json", "state.json", "results.json",
     "model_wrapped.keras", "model.keras", "model.tflite", MARKER)
 OWNED_DIRS = ("checkpoints", "tensorboard")
+# What TensorFlow writes inside the owned folders, as paths relative to the
+# folder (files and sub-folders); anything else there is the user's.
+_PREFIX, _SHARD = r"(?:init|ckpt-\d+)", r"(?:index|data-\d+-of-\d+)"
+_TMP = r"(?:\.tempstate\d+|\.tmp[0-9a-f]*)?"  # TF's own temp-file suffixes
+OWNED_INSIDE = {
+    "checkpoints": re.compile(
+        rf"checkpoint{_TMP}|{_PREFIX}\.{_SHARD}{_TMP}"
+        rf"|{_PREFIX}_temp(?:/part-\d+-of-\d+\.{_SHARD}{_TMP})?"),
+    "tensorboard": re.compile(
+        r"(?:train|validation)(?:/events\.out\.tfevents\.[^/]+)?"),
+}
 _CONFIG_KEYS = {"dataset", "model", "prune", "train", "seed"}
 
 
@@ -70,13 +84,20 @@ class WorkdirLocked(WorkdirError):
 
 
 def read_json(path, fix: str):
-  """``json.loads`` of ``path``; WorkdirError naming the file and ``fix``."""
+  """``json.loads`` of ``path``; WorkdirError naming the file and ``fix``
+  when it is missing, unreadable or not JSON."""
   path = pathlib.Path(path)
   try:
     return json.loads(path.read_text())
+  except FileNotFoundError:
+    raise WorkdirError(f"{path} is missing. Fix: {fix}") from None
   except (ValueError, UnicodeDecodeError) as e:
     raise WorkdirError(
         f"{path} is damaged (not valid JSON: {e}). Fix: {fix}") from None
+  except OSError as e:
+    raise WorkdirError(
+        f"{path} cannot be read ({e.strerror}). Fix: make it readable "
+        f"(chmod u+rw), or {fix}") from None
 
 
 class Workdir:
@@ -106,10 +127,24 @@ class Workdir:
     return isinstance(stored, dict) and _CONFIG_KEYS <= set(stored)
 
   def foreign_entries(self) -> List[str]:
-    """Top-level entries of the folder that sbp_tf did not write."""
+    """Entries of the folder that sbp_tf did not write, as paths relative
+    to it: top-level names, and files or folders inside ``checkpoints/``,
+    ``tensorboard/`` (:data:`OWNED_INSIDE`) and ``.worker<i>/``."""
     if not self.path.is_dir():
       return []
-    return sorted(p.name for p in self.path.iterdir() if not _owned(p.name))
+    out = []
+    for p in sorted(self.path.iterdir()):
+      if not _owned(p.name):
+        out.append(p.name)
+      elif p.is_symlink() or not p.is_dir():
+        continue
+      elif _WORKER.fullmatch(p.name):  # a worker's own workdir
+        out += [f"{p.name}/{e}" for e in Workdir(p).foreign_entries()]
+      elif p.name in OWNED_INSIDE:
+        pattern = OWNED_INSIDE[p.name]
+        out += [f"{p.name}/{e}" for e in _relative_paths(p)
+                if not pattern.fullmatch(e)]
+    return out
 
   def checkpoint_epochs(self) -> List[int]:
     """Epochs N with a ``checkpoints/ckpt-N.index``, newest first."""
@@ -120,6 +155,47 @@ class Workdir:
         if m:
           out.append(int(m.group(1)))
     return sorted(out, reverse=True)
+
+  def tidy_checkpoints(self) -> None:
+    """Repairs ``checkpoints/`` before resuming, never trusting TensorFlow's
+    index file ``checkpoints/checkpoint``.
+
+    Removes the ``<prefix>_temp/`` folders a write interrupted by a kill or
+    a full disk leaves behind, and rewrites the index from the ``ckpt-N``
+    found on disk (oldest first, with timestamps), so that a missing or
+    damaged index neither blocks the resume nor stops
+    ``tf.train.CheckpointManager`` from deleting all but the last two.
+    Says what it repaired.
+    """
+    if not self.ckpt_dir.is_dir():
+      return
+    for p in sorted(self.ckpt_dir.glob("*_temp")):
+      if p.is_dir() and OWNED_INSIDE["checkpoints"].fullmatch(p.name):
+        shutil.rmtree(p)
+        log.say(f"removed {p}: left by an interrupted checkpoint write.")
+    epochs = sorted(self.checkpoint_epochs())
+    index = self.ckpt_dir / "checkpoint"
+    problem = _index_problem(index, [f"ckpt-{n}" for n in epochs])
+    if problem is None:
+      return
+    if not epochs:  # an index of checkpoints that are gone: TF would fail
+      index.unlink()
+      log.say(f"removed {index} (TensorFlow's checkpoint index): it {problem}.")
+      return
+    stamps, last = [], 0.0
+    for n in epochs:  # strictly increasing: the manager keeps their order
+      last = max((self.ckpt_dir / f"ckpt-{n}.index").stat().st_mtime,
+                 last + 1e-3)
+      stamps.append(last)
+    lines = [f'model_checkpoint_path: "ckpt-{epochs[-1]}"']
+    lines += [f'all_model_checkpoint_paths: "ckpt-{n}"' for n in epochs]
+    lines += [f"all_model_checkpoint_timestamps: {t:.6f}" for t in stamps]
+    # Older than every checkpoint: the manager may delete all of them.
+    lines.append(f"last_preserved_timestamp: {stamps[0] - 1:.6f}")
+    files.write_text(index, "\n".join(lines) + "\n")
+    log.say(f"{index} (TensorFlow's checkpoint index) {problem}; rebuilt "
+            f"it from the {len(epochs)} checkpoint(s) found "
+            f"({', '.join(f'ckpt-{n}' for n in epochs)}).")
 
   def has_checkpoints(self) -> bool:
     return bool(self.checkpoint_epochs()) or (
@@ -238,6 +314,37 @@ class Workdir:
         p.unlink()
 
   @contextlib.contextmanager
+  def disk_full_is_an_error(self):
+    """Turns a full disk (or quota) while the run writes into a one-line
+    WorkdirError saying what is kept and that a rerun resumes.
+
+    Every file is written atomically and ``state.json`` last, so the
+    workdir is consistent at any such failure.
+    """
+    try:
+      yield self
+    except Exception as e:  # pylint: disable=broad-except
+      cause = _disk_full(e)
+      if cause is None:
+        raise
+      try:
+        state = self.state()
+      except WorkdirError:
+        state = {"status": NEW, "epochs_done": 0}
+      n = int(state["epochs_done"])
+      if state["status"] == NEW:
+        kept = ("no epoch was done yet; rerunning the same command starts "
+                "the run again")
+      else:
+        kept = (f"the workdir is consistent ({n} epoch(s) done and "
+                "checkpointed); rerunning the same command resumes after "
+                f"epoch {n}")
+      raise WorkdirError(
+          f"the disk is full while writing workdir {str(self.path)!r} "
+          f"({cause}); {kept}. Fix: free space on that disk (or move the "
+          "workdir to a larger one), then rerun the same command.") from None
+
+  @contextlib.contextmanager
   def lock(self):
     """Holds an exclusive lock on the workdir (``flock``, via ``filelock``).
 
@@ -251,6 +358,14 @@ class Workdir:
     if self.path.exists() and not self.path.is_dir():
       raise WorkdirError(f"workdir {str(self.path)!r} is not a folder. Fix: "
                          "pass a folder path as --workdir.")
+    if self.path.is_dir() and not os.access(self.path,
+                                            os.R_OK | os.W_OK | os.X_OK):
+      # Checked first: listing or reading it would raise PermissionError.
+      raise WorkdirError(
+          f"workdir {str(self.path)!r} is not writable and readable by this "
+          "user (permission denied, or a read-only file system). Fix: make "
+          "it writable and readable (chmod u+rwx) or pass another "
+          "--workdir.")
     self._refuse_foreign()  # not even a lock file in someone else's folder
     try:
       self.path.mkdir(parents=True, exist_ok=True)
@@ -353,6 +468,50 @@ class Workdir:
 
 
 _WORKER = re.compile(r"\.worker\d+")
+_DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded")
+
+
+def _disk_full(e: BaseException):
+  """The first line of the error in ``e``'s chain that says the disk (or a
+  quota) is full, or None. TensorFlow reports it as a ResourceExhaustedError
+  or another OpError whose message holds the OS error text."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    text = str(e).strip()
+    if (isinstance(e, OSError) and e.errno in _DISK_FULL_ERRNOS) or any(
+        t in text for t in _DISK_FULL_TEXT):
+      first = (text.splitlines() or [""])[0][:200]
+      return f"{type(e).__name__}: {first}"
+    e = e.__cause__ or e.__context__
+  return None
+
+
+def _relative_paths(folder: pathlib.Path) -> List[str]:
+  """Every file and folder under ``folder``, relative to it (posix)."""
+  return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+
+
+def _index_problem(index: pathlib.Path, found: List[str]):
+  """What is wrong with TensorFlow's checkpoint index ``index`` given the
+  checkpoints ``found`` on disk (``["ckpt-1", ...]``), or None if it is
+  readable and lists exactly those."""
+  if not index.exists():
+    return "is missing" if found else None
+  try:
+    text = index.read_text()
+  except (OSError, UnicodeDecodeError) as e:
+    return f"is damaged ({type(e).__name__})"
+  latest = re.findall(r'^model_checkpoint_path: "(.*)"$', text, re.M)
+  listed = re.findall(r'^all_model_checkpoint_paths: "(.*)"$', text, re.M)
+  if len(latest) != 1:
+    return "is damaged (no model_checkpoint_path)"
+  names = sorted(os.path.basename(p) for p in listed)
+  if names != sorted(found):
+    return (f"lists {', '.join(names) or 'nothing'} but the folder holds "
+            f"{', '.join(found) or 'no epoch checkpoint'}")
+  return None
 
 
 def _owned(name: str) -> bool:
@@ -372,8 +531,9 @@ def _listing(names, limit=8) -> str:
 
 
 def _fix_restore_or_overwrite(name: str) -> str:
-  return (f"restore {name} from a backup, or pass --overwrite "
-          "(overwrite=True) to discard the run and start over.")
+  return (f"restore {name} from a backup and rerun (the run resumes where "
+          "it stopped), or pass --overwrite (overwrite=True) to discard the "
+          "run and start over.")
 
 
 def _holder(info_path) -> str:
