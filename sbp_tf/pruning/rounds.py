@@ -135,10 +135,17 @@ def check_collapse(diag, where: str, sparsity, on_collapse) -> None:
                     f"fraction {diag['reachable_fraction']:.3f})")
   if not problems or on_collapse == "ignore":
     return
-  msg = (f"{where[:-1]}, sparsity={sparsity}): " + "; ".join(problems)
-         + f". The critical sparsity of this score is "
-         f"{diag['critical_sparsity']:.4f}. Fix: lower the sparsity, use "
-         "keep_first/keep_last, or rounds>1.")
+  critical = diag["critical_sparsity"]
+  fix = (f"the critical sparsity of this score (the largest one-shot sparsity "
+         f"that prunes no layer whole) is {critical:.4f}")
+  if sparsity > critical:
+    fix += (f". Fix: lower the sparsity to {critical:.4f} or below, use "
+            "keep_first/keep_last, or rounds>1.")
+  else:  # the network breaks before the critical sparsity is reached
+    fix += (f", above sparsity={sparsity}: this cut comes before it. Fix: use "
+            f"keep_first/keep_last or rounds>1, or a sparsity well below "
+            f"{sparsity}.")
+  msg = f"{where[:-1]}, sparsity={sparsity}): " + "; ".join(problems) + "; " + fix
   if on_collapse == "error":
     raise ValueError(msg)
   warnings.warn(msg)
