@@ -12,3 +12,17 @@ def tiny_config(**train):
   c.train.update(train)
   c.export_tflite = False
   return c
+
+
+def sparsity_events(workdir):
+  """``{tag: [(step, value)]}`` of the TensorBoard sparsity scalars."""
+  import glob  # pylint: disable=g-import-not-at-top
+  from sbp_tf.compat import tf  # pylint: disable=g-import-not-at-top
+  out = {}
+  for path in sorted(glob.glob(str(workdir / "tensorboard" / "sparsity" /
+                                   "events.out.tfevents.*"))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for v in event.summary.value:
+        out.setdefault(v.tag, []).append(
+            (event.step, float(tf.make_ndarray(v.tensor))))
+  return out
