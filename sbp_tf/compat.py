@@ -10,7 +10,8 @@ Masking needs a few private Keras/TF attributes that have no public
 equivalent. Each is read or written by exactly one small function below
 (``set_variable_constraint``, ``autocast_inner``, ``is_graph_network``,
 ``nodes_by_depth``, ``flatten_layers``, ``batch_input_shape``,
-``set_batch_input_shape``, ``build_input_shape``, ``call_spec``);
+``set_batch_input_shape``, ``build_input_shape``, ``call_spec``,
+``functional_class``);
 tests/test_compat.py checks each one against the
 installed Keras, so a Keras release that moves an internal fails there, by
 name, instead of deep inside pruning.
@@ -61,7 +62,8 @@ def check_not_keras3(model, where: str) -> None:
 __all__ = ["tf", "keras", "check_not_keras3", "register_serializable",
            "set_variable_constraint", "autocast_inner", "is_graph_network",
            "nodes_by_depth", "flatten_layers", "batch_input_shape",
-           "set_batch_input_shape", "build_input_shape", "call_spec"]
+           "set_batch_input_shape", "build_input_shape", "call_spec",
+           "functional_class"]
 
 
 def register_serializable(cls):
@@ -100,6 +102,14 @@ def autocast_inner(variable):
   ``variable`` itself when it is not one."""
   # AutoCastVariable keeps the wrapped variable in ``_variable``.
   return getattr(variable, "_variable", variable)
+
+
+def functional_class() -> type:
+  """tf_keras' ``Functional``, the class of every functional model (only
+  ``keras.Model``, whose ``__new__`` returns it, is public)."""
+  # Two layers of private modules; a Keras release may move it.
+  from tf_keras.src.engine import functional  # pylint: disable=g-import-not-at-top
+  return functional.Functional
 
 
 def is_graph_network(model) -> bool:

@@ -497,7 +497,13 @@ def strip(model) -> keras.Model:
       return inner
     return layer
 
-  return keras.models.clone_model(model, clone_function=clone_fn)
+  clone = keras.models.clone_model(model, clone_function=clone_fn)
+  # clone_model keeps a functional subclass; a class that exists only to
+  # hold wrappers (sbp_tf.tfmot.guard) names the plain class to return.
+  plain = getattr(type(clone), "stripped_class", None)
+  if plain is not None:
+    clone.__class__ = plain
+  return clone
 
 
 unwrap = strip

@@ -43,3 +43,17 @@ def interrupted_copy(finished, tmp_path, epochs_done=2):
     (dst / name).unlink()
   wd_lib.Workdir(dst).set_state(wd_lib.TRAINING, epochs_done, epochs=2)
   return cfg, dst
+
+
+def sparsity_events(workdir):
+  """``{tag: [(step, value)]}`` of the TensorBoard sparsity scalars."""
+  import glob  # pylint: disable=g-import-not-at-top
+  from sbp_tf.compat import tf  # pylint: disable=g-import-not-at-top
+  out = {}
+  for path in sorted(glob.glob(str(workdir / "tensorboard" / "sparsity" /
+                                   "events.out.tfevents.*"))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for v in event.summary.value:
+        out.setdefault(v.tag, []).append(
+            (event.step, float(tf.make_ndarray(v.tensor))))
+  return out

@@ -159,3 +159,9 @@ def test_build_input_shape_of_a_subclassed_model():
   assert compat.call_spec(called) == {
       "a": tf.TensorSpec([None, 2], tf.float32, name="a"),
       "b": tf.TensorSpec([None, 4], tf.float32, name="b")}
+
+
+def test_functional_class_is_the_class_of_functional_models():
+  from sbp_tf import compat  # pylint: disable=g-import-not-at-top
+  assert type(_functional()) is compat.functional_class()  # pylint: disable=unidiomatic-typecheck
+  assert issubclass(keras.Sequential, compat.functional_class())

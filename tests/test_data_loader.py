@@ -125,3 +125,21 @@ def test_train_only_augmentation_by_default(tmp_path):
 def test_bad_arguments(kwargs, match, tmp_path):
   with pytest.raises(ValueError, match=match):
     data.load("mnist", data_dir=tmp_path, download=False, **kwargs)
+
+
+def test_data_limit_env_caps_every_load(tmp_path, monkeypatch):
+  _mnist(tmp_path / "mnist", n=40)
+  kw = dict(data_dir=tmp_path, shuffle=False, augment=False, batch_size=100)
+  monkeypatch.setenv("SBP_DATA_LIMIT", "20")
+  ds, meta = data.load("mnist", "train", **kw)  # no limit: capped at 20
+  ys = next(iter(ds))[1].numpy()
+  assert meta.size == 20 and len(ys) == 20
+  np.testing.assert_array_equal(np.bincount(ys, minlength=10), [2] * 10)
+  assert data.load("mnist", "test", limit=30, **kw)[1].size == 20
+  assert data.load("mnist", "test", limit=10, **kw)[1].size == 10  # smaller
+  monkeypatch.setenv("SBP_DATA_LIMIT", "many")
+  with pytest.raises(ValueError, match=r"SBP_DATA_LIMIT='many' is not a "
+                     r"positive integer\. Fix: set it to a number"):
+    data.load("mnist", "train", **kw)
+  monkeypatch.delenv("SBP_DATA_LIMIT")
+  assert data.load("mnist", "train", **kw)[1].size == 40

@@ -1,9 +1,11 @@
 """Diagnostics on constructed masks: collapse, connectivity, critical sparsity."""
 
+import re
+
 import numpy as np
 import pytest
 
-from sbp_tf import pruning
+from sbp_tf import models, pruning
 from sbp_tf.compat import keras
 
 
@@ -193,3 +195,27 @@ def test_sampled_threshold_gives_the_stable_sort_masks(kind, monkeypatch):
     scores = _layers(cat, sizes, float32_odd=kind == "mixed")
     _check_select_matches_stable_sort(scores, cat)
   assert any(outcomes) and not all(outcomes), outcomes.count(True)
+
+
+def test_collapse_warning_fix_matches_the_critical_sparsity():
+  """Above the critical sparsity the fix is to lower the sparsity to it;
+  below it (cut without a whole layer pruned), saying so would contradict
+  the number quoted: the message says the paths are cut before any layer
+  is emptied."""
+  with pytest.raises(ValueError) as above:
+    pruning.prune(_ffnn(), "magnitude", 0.95, on_collapse="error")
+  crit = re.search(r"is (0\.\d{4})\. Fix: lower the sparsity to at most "
+                   r"(0\.\d{4})", str(above.value))
+  assert crit and crit.group(1) == crit.group(2)
+  assert float(crit.group(1)) < 0.95
+  x = np.random.default_rng(0).normal(size=(64, 28, 28, 1)).astype("float32")
+  y = np.arange(64) % 10
+  model = models.build("vcnn", 10, (28, 28, 1), depth=3, width=8, seed=0)
+  with pytest.raises(ValueError) as below:
+    pruning.prune(model, "sbp", 0.9, data=(x, y), seed=0, on_collapse="error")
+  msg = str(below.value)
+  crit = float(re.search(r"critical sparsity of this score is (0\.\d{4})",
+                         msg).group(1))
+  assert "outputs disconnected" in msg and crit > 0.9
+  assert "paths are cut before any layer is emptied" in msg
+  assert "lower the sparsity to" not in msg

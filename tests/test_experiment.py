@@ -10,7 +10,7 @@ from sbp_tf import config as sbp_config
 from sbp_tf import experiment
 from sbp_tf.compat import keras, tf
 
-from experiment_testlib import tiny_config
+from experiment_testlib import sparsity_events, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +67,24 @@ def test_run_prunes_keeps_masks_and_learns(finished):
   _, acc = stripped.evaluate(test, verbose=0)
   assert acc == pytest.approx(metrics["test_accuracy"], abs=1e-6)
   del cfg
+
+
+def test_tensorboard_holds_global_and_per_layer_sparsity_per_epoch(finished):
+  _, workdir, metrics = finished
+  from sbp_tf import pruning  # pylint: disable=g-import-not-at-top
+  masks = pruning.Masks.load(str(workdir / "masks.npz"))
+  events = sparsity_events(workdir)
+  assert sorted(events) == sorted(
+      ["sparsity/global"] + [f"sparsity_by_layer/{k}" for k in masks])
+  rows = json.loads((workdir / "metrics.json").read_text())
+  assert [s for s, _ in events["sparsity/global"]] == [0, 1]  # per epoch
+  np.testing.assert_allclose([v for _, v in events["sparsity/global"]],
+                             [r["weight_sparsity"] for r in rows], rtol=1e-6)
+  for key, m in masks.items():  # pruned weights stay zero: >= mask sparsity
+    for _, v in events[f"sparsity_by_layer/{key}"]:
+      assert 1 - m.mean() <= v < 1 - m.mean() + 0.01, key
+  assert events["sparsity/global"][-1][1] == pytest.approx(
+      metrics["weight_sparsity"])
 
 
 def test_rerun_finished_returns_stored_and_mismatch_raises(finished, capsys):

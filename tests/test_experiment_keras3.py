@@ -19,7 +19,7 @@ from sbp_tf.compat import tf
 from sbp_tf.training import phases_keras3
 from sbp_tf.training import workdir as wd_lib
 
-from experiment_testlib import tiny_config
+from experiment_testlib import sparsity_events, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -69,6 +69,13 @@ def test_keras3_run_writes_the_documented_workdir(finished):
   # test_objective = xent + wd/2 * sum ||W||^2 > xent (l2 decay is on).
   assert metrics["test_objective"] > metrics["test_loss"]
   assert metrics["tflite_verified"] and metrics["tflite_bytes"] > 0
+  # TensorBoard: the same per-epoch sparsity as the tf_keras path.
+  events = sparsity_events(workdir)
+  masks = pruning.Masks.load(str(workdir / "masks.npz"))
+  assert sorted(events) == sorted(
+      ["sparsity/global"] + [f"sparsity_by_layer/{k}" for k in masks])
+  np.testing.assert_allclose([v for _, v in events["sparsity/global"]],
+                             [r["weight_sparsity"] for r in rows], rtol=1e-6)
   del cfg
 
 

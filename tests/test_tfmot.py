@@ -139,6 +139,29 @@ def test_keep_sparse_reinstalls_and_retraces():
   assert seen and max(seen) == 0.0
 
 
+def test_fit_without_callbacks_fails_in_one_line_naming_them():
+  """tfmot alone fails inside the first train step with a ~50-line graph
+  error; a wrapped model refuses before any step, naming our callbacks."""
+  model = functional(seed=6)
+  wrapped = _compile(sbp_tfmot.wrap(model, random_masks(model, 0.5, seed=6)))
+  x, y = data(model, 16)
+  before = [w.copy() for w in wrapped.get_weights()]
+  for kwargs in ({}, {"callbacks": [sbp_tfmot.KeepSparse()]}):
+    with pytest.raises(ValueError) as err:
+      wrapped.fit(x, y, batch_size=8, epochs=1, verbose=0, **kwargs)
+    assert "\n" not in str(err.value)
+    assert "Fix: pass callbacks=sbp_tf.tfmot.callbacks()" in str(err.value)
+  for a, b in zip(wrapped.get_weights(), before):  # nothing trained
+    np.testing.assert_array_equal(a, b)
+  # Positional callbacks (fit's 6th argument) count like the keyword.
+  wrapped.fit(x, y, 8, 1, 0, sbp_tfmot.callbacks())
+  assert int(wrapped.optimizer.iterations.numpy()) == 2
+  # A plain model from strip trains without them.
+  stripped = _compile(sbp_tfmot.strip(wrapped))
+  assert type(stripped) is type(model)  # pylint: disable=unidiomatic-typecheck
+  stripped.fit(x, y, batch_size=8, epochs=1, verbose=0)
+
+
 def test_strip_keeps_zeros_and_loads_without_custom_objects(tmp_path):
   model = functional(seed=4)
   masks = random_masks(model, 0.2, seed=4)

@@ -7,7 +7,8 @@ from sbp_tf.compat import keras
 import sbp_tf.tfmot as sbp_tfmot
 from sbp_tf.pruning.targets import prunable_targets
 
-from tfmot_testlib import LOSS, data, functional, leaked, random_masks
+from tfmot_testlib import (LOSS, data, functional, leaked, random_masks,
+                           sequential)
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +74,24 @@ def test_custom_objects_lists_wrapper_and_schedule():
   assert objs["PruneLowMagnitude"] is sbp_tfmot.PruneLowMagnitude
   assert objs["sbp_tf>FixedMask"] is sbp_tfmot.FixedMask
   assert "sbp_tf>MaskedLayer" in objs
+
+
+@pytest.mark.parametrize("build", [functional, sequential])
+def test_plain_load_model_of_a_wrapped_file_names_sbp_tf_loader(build, tmp_path):
+  """Plain keras.models.load_model stops with one line naming our loader,
+  where Keras alone fails with "'str' object is not callable" (functional)
+  or "The added layer must be an instance of class Layer" (Sequential)."""
+  model = build(seed=5)
+  path = str(tmp_path / "wrapped.keras")
+  wrapped = sbp_tfmot.wrap(model, random_masks(model, 0.5, seed=5))
+  wrapped.save(path)
+  with pytest.raises(ValueError) as err:
+    keras.models.load_model(path)
+  assert "\n" not in str(err.value)
+  assert "Fix: load it with sbp_tf.tfmot.load_model(path)" in str(err.value)
+  loaded = sbp_tfmot.load_model(path)  # the named fix works
+  assert type(loaded).__name__ == ("WrappedFunctional" if build is functional
+                                   else "WrappedSequential")
+  # tfmot's own scope still loads it with plain load_model.
+  with keras.utils.custom_object_scope(sbp_tfmot.custom_objects()):
+    assert keras.models.load_model(path).count_params() == wrapped.count_params()

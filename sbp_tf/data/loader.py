@@ -9,6 +9,7 @@ Usage::
 """
 
 import dataclasses
+import os
 import pathlib
 import re
 
@@ -213,6 +214,7 @@ def load(name, split, *, batch_size=128, data_dir=None, shuffle=None,
   meta = catalog.info(name)
   name = meta.name
   base, start, stop = parse_split(split)
+  limit = capped_limit(limit)
   balanced, shuffle, augment = _check_load_args(
       meta, base, batch_size, limit, balanced, shuffle, augment)
   src, searched = sources.find_local(name, data_dir)
@@ -252,6 +254,36 @@ def load(name, split, *, batch_size=128, data_dir=None, shuffle=None,
   out = dataclasses.replace(meta, class_names=tuple(classes) if classes else
                             meta.class_names, source=source, size=len(y))
   return preprocess.from_arrays(x, y.astype(np.int32), out, **kwargs), out
+
+
+LIMIT_ENV = "SBP_DATA_LIMIT"
+_said_cap = []
+
+
+def capped_limit(limit):
+  """``limit``, capped at ``$SBP_DATA_LIMIT`` when that is set (a positive int).
+
+  The variable shrinks every :func:`load` of a process at once, so a long
+  example (e.g. the README's, 10k CIFAR-10 images) runs as written in
+  seconds, as the docs' snippet test runs it; said once per process.
+
+  Raises:
+    ValueError: the variable is set but not a positive integer.
+  """
+  raw = os.environ.get(LIMIT_ENV, "").strip()
+  if not raw:
+    return limit
+  if not raw.isdigit() or int(raw) < 1:
+    raise ValueError(f"{LIMIT_ENV}={raw!r} is not a positive integer. Fix: "
+                     f"set it to a number of examples (e.g. 256) or unset it.")
+  cap = int(raw)
+  if not _said_cap:
+    _said_cap.append(cap)
+    log.say(f"{LIMIT_ENV}={cap}: every dataset is cut to at most {cap} "
+            "examples per split (unset it for full runs).")
+  if limit is None or (isinstance(limit, (int, np.integer)) and limit > cap):
+    return cap
+  return limit  # smaller, or not an int (the argument check names it)
 
 
 def _check_load_args(meta, base, batch_size, limit, balanced, shuffle,

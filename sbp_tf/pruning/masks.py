@@ -155,25 +155,10 @@ class Report(list):
     return self.to_markdown()
 
   def to_png(self, path: str, title: Optional[str] = None) -> str:
-    """Bar plot of density by layer (input side first) saved to ``path``."""
-    import matplotlib  # pylint: disable=g-import-not-at-top
-    matplotlib.use("Agg")  # headless; never opens a window
-    from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.3 * len(self) + 2.0), 3.2))
-    ax.bar(range(len(self)), [r["density"] for r in self], color="tab:blue")
-    ax.axhline(self.density, color="tab:red", ls="--", lw=1,
-               label=f"global {self.density:.3f}")
-    ax.set_xticks(range(len(self)))
-    ax.set_xticklabels([r["layer"].rsplit("/", 1)[0] for r in self],
-                       rotation=90, fontsize=6)
-    ax.set_ylabel("density (kept / weights)")
-    ax.set_ylim(0, 1.05)
-    ax.set_title(title or "density by layer")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    """Bar plot of density by layer (input side first, log axis, collapsed
+    layers marked) saved to ``path``: :func:`sbp_tf.plots.density_png`."""
+    from sbp_tf import plots  # pylint: disable=g-import-not-at-top
+    return plots.density_png(self, path, title)
 
 
 def check_against(masks: Mapping[str, np.ndarray], targets, model_name: str,

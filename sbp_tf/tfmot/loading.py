@@ -12,6 +12,7 @@ import importlib
 from sbp_tf import masking
 from sbp_tf.compat import keras
 
+from sbp_tf.tfmot.guard import WrappedFunctional, WrappedSequential, guard
 from sbp_tf.tfmot.schedule import FixedMask
 from sbp_tf.tfmot.wrapping import PruneLowMagnitude
 
@@ -24,12 +25,15 @@ _REGISTERING_MODULES = ("sbp_tf.initializers", "sbp_tf.layers",
 
 
 def custom_objects() -> dict:
-  """Custom objects of wrapped models: tfmot wrapper, schedule, MaskedLayer,
-  and the zoo's initializers and layers (by class name, as ``.h5`` has them).
+  """Custom objects of wrapped models: tfmot wrapper, schedule, the wrapped
+  model classes, MaskedLayer, and the zoo's initializers and layers (by class
+  name, as ``.h5`` has them).
   """
   from sbp_tf import models  # pylint: disable=g-import-not-at-top
   objs = {"PruneLowMagnitude": PruneLowMagnitude, "FixedMask": FixedMask,
           keras.utils.get_registered_name(FixedMask): FixedMask}
+  for cls in (WrappedFunctional, WrappedSequential):
+    objs[cls.__name__] = cls
   objs.update(masking.custom_objects())
   objs.update(models.custom_objects())
   return objs
@@ -60,4 +64,4 @@ def load_model(path, *, compile=True, **kwargs):  # pylint: disable=redefined-bu
   with keras.utils.custom_object_scope(custom_objects()):
     model = keras.models.load_model(path, compile=compile, **kwargs)
   masking.keep_sparse(model)
-  return model
+  return guard(model)  # files saved before the guard held a plain class

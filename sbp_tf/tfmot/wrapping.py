@@ -26,6 +26,7 @@ from sbp_tf.compat import keras
 # The wrapper class is not exported by tfmot's public API (only the factory).
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
+from sbp_tf.tfmot.guard import guard
 from sbp_tf.tfmot.schedule import FixedMask
 
 __all__ = ["wrap", "strip", "unwrap", "masks_of"]
@@ -55,7 +56,11 @@ def wrap(model, masks, *, allow_missing=False) -> keras.Model:
     allow_missing: leave targets without a mask dense instead of raising.
 
   Returns:
-    The wrapped model (uncompiled).
+    The wrapped model (uncompiled): a ``WrappedFunctional`` or
+    ``WrappedSequential`` (``sbp_tf.tfmot.guard``) when it holds tfmot
+    wrappers, whose ``fit`` refuses to start without
+    ``sbp_tf.tfmot.callbacks()`` and whose saved file, loaded with plain
+    ``keras.models.load_model``, names ``sbp_tf.tfmot.load_model``.
 
   Raises:
     TypeError / ValueError: masks not a Mapping, masks for a different model
@@ -81,7 +86,8 @@ def wrap(model, masks, *, allow_missing=False) -> keras.Model:
 
   wrapped = masking.clone_wrapping(model, make_wrapper, set(attrs_of))
   masking.install_masks(wrapped, checked)
-  return wrapped
+  # fit without our callbacks / plain load_model of its file: one-line errors.
+  return guard(wrapped)
 
 
 def masks_of(model) -> dict:

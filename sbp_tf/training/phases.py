@@ -44,6 +44,7 @@ from sbp_tf import tfmot as sbp_tfmot
 from sbp_tf.compat import keras, tf
 from sbp_tf.training import report as report_lib
 from sbp_tf.training import setup
+from sbp_tf.training import summaries
 from sbp_tf.training import workdir as wd_lib
 
 
@@ -370,19 +371,27 @@ def fit(run: Run) -> None:
   t = run.cfg.train
   callbacks = list(sbp_tfmot.callbacks()) + [
       cb_lib.StepDecay(t.lr, t.epochs, t.lr_decay_at, t.lr_decay_factor)]
-  callbacks += tensorboard(run, keras)
+  callbacks += tensorboard(run, keras, {
+      x.key: x.variable for x in pruning.prunable_targets(run.wrapped)})
   callbacks.append(cb_lib.EpochCheckpoint(run.wd, run.manager, t.epochs,
                                           _kernels(run.wrapped)))
   fit_model(run, run.wrapped, callbacks)
 
 
-def tensorboard(run: Run, keras_module) -> list:
-  """``[keras_module.callbacks.TensorBoard]`` writing <workdir>/tensorboard,
-  or ``[]`` (said once) when the tensorboard package is not installed."""
+def tensorboard(run: Run, keras_module, weights=None) -> list:
+  """``[keras_module.callbacks.TensorBoard]`` writing <workdir>/tensorboard
+  and, given ``weights`` (target key -> variable), their sparsity per epoch
+  in <workdir>/tensorboard/sparsity (:mod:`sbp_tf.training.summaries`), or
+  ``[]`` (said once) when the tensorboard package is not installed."""
   if importlib.util.find_spec("tensorboard") is not None:
     # tf.summary writes nothing without it (TF >= 2.16 does not need it).
-    return [keras_module.callbacks.TensorBoard(
+    out = [keras_module.callbacks.TensorBoard(
         str(run.wd / "tensorboard"), update_freq="epoch", profile_batch=0)]
+    if weights:
+      out.append(keras_module.callbacks.LambdaCallback(
+          on_epoch_end=summaries.SparsitySummaries(
+              run.wd / "tensorboard" / "sparsity", weights)))
+    return out
   if not run.resumed:
     log.say("TensorBoard logs skipped: the tensorboard package is not "
             "installed (pip install tensorboard).")

@@ -130,7 +130,8 @@ def fit(run: phases.Run) -> None:
   step decay, TensorBoard if installed and the per-epoch checkpoint."""
   t = run.cfg.train
   callbacks = [StepDecay(t.lr, t.epochs, t.lr_decay_at, t.lr_decay_factor)]
-  callbacks += phases.tensorboard(run, keras)
+  callbacks += phases.tensorboard(run, keras, {
+      x.key: x.variable for x in keras3.prunable_targets(run.model)})
   callbacks.append(EpochCheckpoint(run.wd, run.manager, t.epochs,
                                    _kernels(run.model)))
   phases.fit_model(run, run.model, callbacks)
