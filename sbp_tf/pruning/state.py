@@ -439,6 +439,28 @@ def _bind(call, layer):
   return lambda inputs, *args, **kwargs: call(layer, inputs, *args, **kwargs)
 
 
+def _fuses_attention(layer) -> bool:
+  """A Keras 3 ``MultiHeadAttention``: without dropout it computes one fused
+  ``dot_product_attention`` and its ``Softmax`` layer never runs."""
+  return (type(layer).__name__ == "MultiHeadAttention"
+          and compat.keras_family(layer) == "keras3"
+          and hasattr(type(layer), "_compute_attention"))
+
+
+def _explicit_attention(layer):
+  """``layer._compute_attention`` on its explicit path (the one that also
+  returns the scores, through the layer's ``Softmax``), so the linearized
+  attention is the uniform softmax's, as on tf_keras."""
+  compute = type(layer)._compute_attention
+
+  def explicit(query, key, value, attention_mask=None, training=None,
+               return_attention_scores=False, **kwargs):
+    del return_attention_scores  # the explicit path computes them
+    return compute(layer, query, key, value, attention_mask, training, True,
+                   **kwargs)
+  return explicit
+
+
 def linearize_activations(model) -> List[Tuple[object, str, object]]:
   """Puts every layer of ``model`` in its linearized form.
 
@@ -451,7 +473,8 @@ def linearize_activations(model) -> List[Tuple[object, str, object]]:
     Normalization) become ``x -> x``;
   * ``Multiply`` keeps its signal and sets its gates to the pass-through
     value 1 (:func:`_gated_product`); ``Softmax`` (attention included) is
-    uniform (:func:`_uniform_softmax`);
+    uniform (:func:`_uniform_softmax`; a Keras 3 attention takes its
+    explicit, unfused path so that its ``Softmax`` runs);
   * LSTM/GRU/SimpleRNN run :func:`_linear_recurrence` (their activations
     cannot be reassigned);
   * :func:`register_linearization` adds or overrides a layer class.
@@ -467,6 +490,8 @@ def linearize_activations(model) -> List[Tuple[object, str, object]]:
   undo, unknown = [], []
   K = compat.keras_of(model)
   for layer in _sublayers(model):
+    if _fuses_attention(layer):
+      _set(layer, "_compute_attention", _explicit_attention(layer), undo)
     known, call = _linear_call(layer)
     if call is not None:
       _set(layer, "call", _bind(call, layer), undo)
