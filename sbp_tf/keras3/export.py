@@ -26,7 +26,7 @@ from typing import Optional
 
 import numpy as np
 
-from sbp_tf import files
+from sbp_tf import _env, files, tflite_runtime
 from sbp_tf.keras3._runtime import check_model, require_tensorflow
 
 _QUANTIZE = (None, "dynamic")
@@ -73,7 +73,8 @@ def convert(model, *, sparse: bool = True,
   converter.optimizations = (
       [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []) + (
           [tf.lite.Optimize.DEFAULT] if quantize else [])
-  return converter.convert()
+  with _env.quiet_stderr():  # the converter's C++ log lines
+    return converter.convert()
 
 
 def _inputs(model, data, seed) -> tuple:
@@ -91,12 +92,7 @@ def _inputs(model, data, seed) -> tuple:
 
 
 def _interpreter(content):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message=".*Interpreter is deprecated")
-    interp = tf.lite.Interpreter(model_content=content)
-  interp.allocate_tensors()
-  return interp
+  return tflite_runtime.interpreter(content)  # LiteRT, else tf.lite
 
 
 def _invoke(interp, x) -> np.ndarray:
