@@ -86,8 +86,8 @@ def check_config_file(value: str) -> Optional[str]:
   if not path.is_file() and ":" in value:  # config_flags' path:args form
     path = pathlib.Path(value.split(":", 1)[0])
   if not path.exists():
-    return (f"config {str(path)!r} is neither a file nor a config name. Fix: "
-            "pass a config file or one of the names "
+    return (f"config file {str(path)!r} does not exist and names no config. "
+            "Fix: pass a config file or one of the names "
             f"{', '.join(bundle.config_names())} "
             "(e.g. --config=cpu_fashion_mnist_ffnn).")
   if not path.is_file():

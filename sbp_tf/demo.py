@@ -7,6 +7,9 @@ Runs in a few minutes on a small CPU machine::
     python -m sbp_tf.demo --dataset=fashion_mnist --epochs=1
     sbp-demo --data_dir=/path/to/data       # or --download (tfds, internet)
 
+A smoke run (well under a minute): ``--train_examples=256 --test_examples=256
+--width_multiplier=0.25 --epochs=1``.
+
 Two arms, same seed, same data, same global sparsity, same training:
 
 - SNIP: sensitivity-based pruning (method ``"sbp"``: saliency |W * dL/dW|,
@@ -53,6 +56,8 @@ _SPARSITY = flags.DEFINE_float("sparsity", 0.998,
 _EPOCHS = flags.DEFINE_integer("epochs", 2, "Training epochs per arm.")
 _TRAIN_EXAMPLES = flags.DEFINE_integer(
     "train_examples", 10000, "Training examples used (0 = all).")
+_TEST_EXAMPLES = flags.DEFINE_integer(
+    "test_examples", 0, "Test examples evaluated (0 = the whole test split).")
 _WIDTH = flags.DEFINE_float("width_multiplier", 0.5,
                             "ResNet width multiplier (1.0 = the paper's).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed for init, pruning and data.")
@@ -234,7 +239,8 @@ def main(argv):
   try:
     run_demo(_DATASET.value, _DATA_DIR.value, _SPARSITY.value, _EPOCHS.value,
              _TRAIN_EXAMPLES.value, _WIDTH.value, _SEED.value,
-             verbose=_VERBOSE.value, download=_DOWNLOAD.value)
+             verbose=_VERBOSE.value, test_examples=_TEST_EXAMPLES.value or None,
+             download=_DOWNLOAD.value)
   except DataNotFoundError as e:
     if cli.wants_traceback():
       sys.stderr.write(f"{e}\n")
