@@ -7,8 +7,8 @@ Runs in a few minutes on a small CPU machine::
     python -m sbp_tf.demo --dataset=fashion_mnist --epochs=1
     sbp-demo --data_dir=/path/to/data       # or --download (tfds, internet)
 
-A smoke run (well under a minute): ``--train_examples=256 --test_examples=256
---width_multiplier=0.25 --epochs=1``.
+A smoke run (seconds of compute): ``--dataset=fashion_mnist --depth=8
+--width_multiplier=0.25 --train_examples=128 --test_examples=128 --epochs=1``.
 
 Two arms, same seed, same data, same global sparsity, same training:
 
@@ -60,6 +60,8 @@ _TEST_EXAMPLES = flags.DEFINE_integer(
     "test_examples", 0, "Test examples evaluated (0 = the whole test split).")
 _WIDTH = flags.DEFINE_float("width_multiplier", 0.5,
                             "ResNet width multiplier (1.0 = the paper's).")
+_DEPTH = flags.DEFINE_integer("depth", 32, "ResNet depth 6n+2 (32 = the "
+                              "paper's ResNet-32).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed for init, pruning and data.")
 _VERBOSE = flags.DEFINE_integer(
     "verbose", None, "Keras progress: 1 = bar, 2 = one line per epoch, 0 = "
@@ -240,7 +242,7 @@ def main(argv):
     run_demo(_DATASET.value, _DATA_DIR.value, _SPARSITY.value, _EPOCHS.value,
              _TRAIN_EXAMPLES.value, _WIDTH.value, _SEED.value,
              verbose=_VERBOSE.value, test_examples=_TEST_EXAMPLES.value or None,
-             download=_DOWNLOAD.value)
+             depth=_DEPTH.value, download=_DOWNLOAD.value)
   except DataNotFoundError as e:
     if cli.wants_traceback():
       sys.stderr.write(f"{e}\n")
