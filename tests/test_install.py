@@ -81,8 +81,6 @@ def test_installed_wheel_runs_the_documented_commands_from_elsewhere(
                "data_dir", "download", "epochs", "verbosity")
   _assert_help(_run(bin_dir, ["sbp-reproduce", "--help"], elsewhere),
                "experiment", "scale", "workdir", "out_dir", "verbosity")
-  _assert_help(_run(bin_dir, ["python", "-m", "sbp_tf.reproduce", "--help"],
-                    elsewhere), "experiment", "scale")
 
   # A config by name, read from the wheel's copy of configs/.
   out = _run(bin_dir, ["sbp-train", "--config=cpu_fashion_mnist_ffnn",

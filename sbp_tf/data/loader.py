@@ -8,7 +8,9 @@ Usage::
     images, labels = next(iter(train))   # (128, 32, 32, 3) float32, (128,) int32
 """
 
+import contextlib
 import dataclasses
+import logging
 import os
 import pathlib
 import re
@@ -150,6 +152,20 @@ def _download_unreachable() -> Optional[str]:
     return f"no internet ({_DOWNLOAD_PROBE} does not resolve: {e})"
 
 
+@contextlib.contextmanager
+def _quiet_probe(quiet: bool):
+  """Hides tfds' warnings (absl logger) while only looking for a prepared
+  copy: a missing one is reported in the error's list of places searched."""
+  absl_logger = logging.getLogger("absl")
+  level = absl_logger.level
+  if quiet:
+    absl_logger.setLevel(logging.ERROR)
+  try:
+    yield
+  finally:
+    absl_logger.setLevel(level)
+
+
 def _tfds_load(name, split_str, data_dir, download, searched):
   """(tf.data.Dataset of (image, label), class names) from tfds, or None."""
   tfds_name = sources.TFDS_NAMES.get(name)
@@ -168,8 +184,9 @@ def _tfds_load(name, split_str, data_dir, download, searched):
       searched.append(f"tfds download of {tfds_name!r} not tried: {unreachable}")
       continue
     try:
-      ds, tinfo = tfds.load(tfds_name, split=split_str, data_dir=data_dir,
-                            download=dl, as_supervised=True, with_info=True)
+      with _quiet_probe(not dl):
+        ds, tinfo = tfds.load(tfds_name, split=split_str, data_dir=data_dir,
+                              download=dl, as_supervised=True, with_info=True)
       names = tuple(tinfo.features["label"].names)
       return ds, names, f"tfds {tfds_name} in {where}"
     except Exception as e:  # pylint: disable=broad-except
