@@ -1,23 +1,13 @@
-"""The benchmark: ``tools/benchmark.py`` from anywhere.
-
-The program is the repository's ``tools/benchmark.py`` and its sections in
-``tools/bench/`` (a wheel carries a copy, see :mod:`sbp_tf.bundle`); this
-module runs it, so that an installed sbp_tf offers it as
-``python -m sbp_tf.benchmark`` and ``sbp-benchmark``::
-
-    sbp-benchmark --quick --out_dir=/tmp/bench
-    python -m sbp_tf.benchmark --help
-
-Flags and outputs: docs/benchmark.md.
+"""The benchmark (``tools/benchmark.py``, sections in ``tools/bench/``)
+from anywhere: an installed sbp_tf (whose wheel carries a copy, see
+:mod:`sbp_tf.bundle`) offers it as ``sbp-benchmark`` and
+``python -m sbp_tf.benchmark``, e.g. ``sbp-benchmark --quick``.
+Flags and outputs: ``--help``, docs/benchmark.md.
 """
 
 from sbp_tf import bundle
 
-
-def run_main():
-  """Console-script entry point (``sbp-benchmark``)."""
-  bundle.run_tool("benchmark")
-
+run_main = bundle.tool_main("benchmark")  # console script sbp-benchmark
 
 if __name__ == "__main__":
   run_main()

@@ -15,11 +15,12 @@ Usage::
     bundle.run_tool("reproduce")              # tools/reproduce.py's program
 """
 
+import functools
 import importlib
 import pathlib
 import re
 import sys
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 _PACKAGE = pathlib.Path(__file__).resolve().parent
 # A value that names a config rather than a path: "NAME", "NAME.py" or
@@ -74,3 +75,8 @@ def run_tool(name: str) -> None:
     # tools/ modules import each other as ``tools.<module>``.
     sys.path.insert(0, folder)
   importlib.import_module(f"tools.{name}").run_main()
+
+
+def tool_main(name: str) -> Callable[[], None]:
+  """The console-script entry point that runs ``tools/<name>.py``."""
+  return functools.partial(run_tool, name)
