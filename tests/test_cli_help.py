@@ -61,3 +61,19 @@ def test_tracebacks_are_opt_in(monkeypatch, capsys):
     assert str(e.value) == "[sbp_tf] error: it broke. Fix: do this."
     err = capsys.readouterr().err
     assert ("Traceback" in err and "inner cause" in err) == shown, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args,want", [
+    (["sbp_tf.reproduce", "--experiment=table7", "--workdir=w"],
+     "unknown experiment 'table7'. Fix: "),
+    (["sbp_tf.benchmark", "--sections=nope", "--out_dir=o"],
+     "Unknown section(s) ['nope']. Fix: choose from saliency, "),
+])
+def test_tool_mistakes_are_one_line_errors(args, want, tmp_path):
+  out = user_testlib.run(["-m", *args], cwd=tmp_path, timeout=120)
+  assert out.returncode == 1
+  lines = out.stderr.strip().splitlines()
+  assert len(lines) == 1, out.stderr[-2000:]
+  assert lines[0].startswith(f"[sbp_tf] error: {want}"), lines[0]
+  assert not any(tmp_path.iterdir())  # nothing written

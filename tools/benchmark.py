@@ -113,8 +113,8 @@ def run(settings: Settings, sections: Sequence[str], command: str = "",
   registry = bench.sections()
   bad = [s for s in sections if s not in registry]
   if bad:
-    raise ValueError(f"Unknown section(s) {bad}; choose from "
-                     f"{list(registry)}.")
+    raise ValueError(f"Unknown section(s) {bad}. Fix: choose from "
+                     f"{', '.join(registry)} (--sections=a,b).")
   for section in registry.values():
     section.check(settings)
   t_start = time.perf_counter()
@@ -224,8 +224,12 @@ def main(argv):
                            "without --merge first.")
     old = json.loads(old_path.read_text(encoding="utf-8"))
   combine = (lambda r: merge(old, r)) if old is not None else (lambda r: r)
-  res = run(settings, f.sections, command=command.strip(),
-            on_section=lambda partial: write(combine(partial), out_dir))
+  try:
+    res = run(settings, f.sections, command=command.strip(),
+              on_section=lambda partial: write(combine(partial), out_dir))
+  except ValueError as e:  # unknown section, settings a section rejects
+    from sbp_tf import cli  # pylint: disable=g-import-not-at-top
+    cli.fail(str(e))
   res = combine(res)
   if analysis is not None:
     res["analysis"] = analysis

@@ -386,10 +386,12 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   cli.quiet_absl_logs()
   f = flags.FLAGS
-  names = (list(rx.ORDER) if f.experiment.strip().lower() == "all"
-           else [rx.resolve_name(n) for n in f.experiment.split(",")])
-  # Fail on bad settings before any work (e.g. --seeds=abc).
-  rx.parse_seeds(f.seeds, f.scale)
+  try:  # bad settings: one error line before any work (e.g. --seeds=abc)
+    names = (list(rx.ORDER) if f.experiment.strip().lower() == "all"
+             else [rx.resolve_name(n) for n in f.experiment.split(",")])
+    rx.parse_seeds(f.seeds, f.scale)
+  except ValueError as e:
+    cli.fail(str(e))
   t0 = time.time()
   for name in names:
     budget = None
