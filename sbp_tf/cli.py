@@ -1,9 +1,14 @@
-"""Shared command-line plumbing of the sbp_tf binaries (train, tune, reproduce).
+"""Shared command-line plumbing of the sbp_tf binaries (train, tune, demo,
+reproduce, benchmark).
 
 User mistakes on the command line (a missing or broken --config file, a
 mistyped --config.<field>, an unknown flag, a bad flag value) end the
 binary with one ``[sbp_tf] error: ...`` line naming the problem and the
-fix, exit status 1, and no traceback.
+fix, exit status 1, and no traceback (``--verbosity=1`` or
+``SBP_TF_TRACEBACK=1`` adds it). ``--config`` takes a file or a config's
+name (``cpu_fashion_mnist_ffnn``, ``configs/cpu_fashion_mnist_ffnn.py``
+from any folder; :mod:`sbp_tf.bundle`), and ``--help`` shows the
+binary's docstring and flags (:mod:`sbp_tf.cli_help`).
 
 The flags every binary shares are declared here once: ``--workdir``
 (:func:`define_workdir_flag`; train, tune, tools/reproduce.py) and
@@ -16,22 +21,48 @@ Usage::
     def define_flags():
       cli.define_experiment_flags(_F, workdir_help="Output folder of the run.")
       ...  # the binary's own flags
-    app.run(main, flags_parser=cli.parse_flags)
+    app.run(main, flags_parser=cli.flags_parser(__doc__))
     # in main(): cli.quiet_absl_logs()
 """
 
 import ast
+import functools
+import os
 import pathlib
 import re
 import sys
+import traceback
 from typing import List, Optional
 
 from absl import flags
 from absl import logging
 
+from sbp_tf import bundle
+from sbp_tf import cli_help
+
+
+# Set to 1 to see the traceback behind an error line (as --verbosity=1 does).
+TRACEBACK_ENV = "SBP_TF_TRACEBACK"
+
+
+def wants_traceback() -> bool:
+  """Whether the user asked for tracebacks: ``$SBP_TF_TRACEBACK`` set (not
+  0) or absl's ``--verbosity`` at 1 or more."""
+  if os.environ.get(TRACEBACK_ENV, "0") not in ("", "0"):
+    return True
+  verbosity = flags.FLAGS["verbosity"] if "verbosity" in flags.FLAGS else None
+  return bool(verbosity is not None and verbosity.present and
+              verbosity.value >= 1)
+
 
 def fail(message: str) -> None:
-  """Exits with status 1 after printing ``[sbp_tf] error: <message>``."""
+  """Exits with status 1 after printing ``[sbp_tf] error: <message>``.
+
+  When the user asked for tracebacks (:func:`wants_traceback`), the
+  exception being handled, if any, is printed first.
+  """
+  if sys.exc_info()[0] is not None and wants_traceback():
+    traceback.print_exc()
   sys.exit(f"[sbp_tf] error: {message}")
 
 
@@ -56,8 +87,10 @@ def check_config_file(value: str) -> Optional[str]:
   if not path.is_file() and ":" in value:  # config_flags' path:args form
     path = pathlib.Path(value.split(":", 1)[0])
   if not path.exists():
-    return (f"config file {str(path)!r} does not exist. Fix: pass an "
-            "existing file, e.g. --config=configs/cpu_fashion_mnist.py.")
+    return (f"config file {str(path)!r} does not exist and names no config. "
+            "Fix: pass a config file or one of the names "
+            f"{', '.join(bundle.config_names())} "
+            "(e.g. --config=cpu_fashion_mnist_ffnn).")
   if not path.is_file():
     return (f"config file {str(path)!r} is a folder, not a file. Fix: pass a "
             "file, e.g. --config=configs/cpu_fashion_mnist.py.")
@@ -163,10 +196,42 @@ def flag_error(text: str) -> str:
   return f"bad value for --{name}: {why}. Fix: {fix}"
 
 
-def parse_flags(argv: List[str]) -> List[str]:
-  """``app.run``'s flags parser: one-line errors instead of tracebacks."""
+def _config_by_name(argv: List[str], value: str) -> List[str]:
+  """``argv`` with a --config given by name (``NAME``, ``configs/NAME.py``)
+  replaced by the config file's path; unchanged when it is a file."""
+  path, sep, args = value.partition(":")
+  if pathlib.Path(value).is_file() or pathlib.Path(path).is_file():
+    return argv
+  found = bundle.find_config(path)
+  if found is None:
+    return argv
+  new = f"{found}{sep}{args}"
+  out = list(argv)
+  for i in range(len(out) - 1, 0, -1):  # the last one wins, as parsed
+    if out[i] == f"--config={value}":
+      out[i] = f"--config={new}"
+      break
+    if out[i] == value and out[i - 1] == "--config":
+      out[i] = new
+      break
+  return out
+
+
+def flags_parser(doc: Optional[str]):
+  """:func:`parse_flags` for a binary whose ``--help`` shows ``doc``."""
+  return functools.partial(parse_flags, doc=doc)
+
+
+def parse_flags(argv: List[str], doc: Optional[str] = None) -> List[str]:
+  """``app.run``'s flags parser: one-line errors instead of tracebacks, a
+  config found by name, and ``--help`` (:mod:`sbp_tf.cli_help`) showing
+  ``doc`` and the binary's flags, exit status 0."""
+  if cli_help.wants_help(argv):
+    cli_help.show(doc)
   value = _config_value(argv)
   if value is not None:
+    argv = _config_by_name(argv, value)
+    value = _config_value(argv)
     problem = check_config_file(value)
     if problem:
       fail(problem)

@@ -38,6 +38,7 @@ if not keras.__name__.startswith("tf_keras"):
       "TF_USE_LEGACY_KERAS=1 in the environment, or import sbp_tf before "
       "touching tf.keras." % keras.__name__)
 _env.quiet_tensorflow_python_logs(tf)
+_env.probe_devices(tf)
 
 
 def check_not_keras3(model, where: str) -> None:

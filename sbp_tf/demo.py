@@ -5,6 +5,10 @@ Runs in a few minutes on a small CPU machine::
     python -m sbp_tf.demo                      # CIFAR-10 from the offline copy
     python -m sbp_tf.demo --seed=1 --epochs=3
     python -m sbp_tf.demo --dataset=fashion_mnist --epochs=1
+    sbp-demo --data_dir=/path/to/data       # or --download (tfds, internet)
+
+A smoke run (seconds of compute): ``--dataset=fashion_mnist --depth=8
+--width_multiplier=0.25 --train_examples=128 --test_examples=128 --epochs=1``.
 
 Two arms, same seed, same data, same global sparsity, same training:
 
@@ -33,6 +37,7 @@ them. Everything printed is measured in this run.
 
 import sbp_tf  # noqa: F401  (selects Keras 2 before TensorFlow)
 
+import sys
 import time
 
 from absl import app
@@ -43,13 +48,20 @@ _DATASET = flags.DEFINE_enum("dataset", "cifar10", ["cifar10", "fashion_mnist"],
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Folder holding the dataset (default: searched, see "
     "sbp_tf.data).")
+_DOWNLOAD = flags.DEFINE_bool(
+    "download", False, "Let tfds download the dataset when no local copy is "
+    "found (needs internet); without it a missing dataset is one error line.")
 _SPARSITY = flags.DEFINE_float("sparsity", 0.998,
                                "Fraction of weights pruned (both arms).")
 _EPOCHS = flags.DEFINE_integer("epochs", 2, "Training epochs per arm.")
 _TRAIN_EXAMPLES = flags.DEFINE_integer(
     "train_examples", 10000, "Training examples used (0 = all).")
+_TEST_EXAMPLES = flags.DEFINE_integer(
+    "test_examples", 0, "Test examples evaluated (0 = the whole test split).")
 _WIDTH = flags.DEFINE_float("width_multiplier", 0.5,
                             "ResNet width multiplier (1.0 = the paper's).")
+_DEPTH = flags.DEFINE_integer("depth", 32, "ResNet depth 6n+2 (32 = the "
+                              "paper's ResNet-32).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed for init, pruning and data.")
 _VERBOSE = flags.DEFINE_integer(
     "verbose", None, "Keras progress: 1 = bar, 2 = one line per epoch, 0 = "
@@ -127,7 +139,7 @@ def _run_arm(name, stable, load_train, test, info, sparsity, epochs,
 
 def run_demo(dataset="cifar10", data_dir=None, sparsity=0.998, epochs=2,
              train_examples=10000, width_multiplier=0.5, seed=0,
-             verbose=None, test_examples=None, depth=32):
+             verbose=None, test_examples=None, depth=32, download=False):
   """SNIP (standard ResNet) vs SBP-SR (Stable ResNet) at one sparsity.
 
   Args:
@@ -141,6 +153,7 @@ def run_demo(dataset="cifar10", data_dir=None, sparsity=0.998, epochs=2,
       terminal, else one line per epoch).
     test_examples: test examples evaluated (None = the whole test split).
     depth: ResNet depth 6n+2 (32 = the paper's ResNet32).
+    download: let tfds download the dataset when no local copy is found.
 
   Returns:
     ``{"snip": metrics, "sbp_sr": metrics, "sparsity": ...}`` where each
@@ -158,12 +171,12 @@ def run_demo(dataset="cifar10", data_dir=None, sparsity=0.998, epochs=2,
 
   def load_train():
     return sbp_data.load(dataset, "train", batch_size=128, data_dir=data_dir,
-                         seed=seed, limit=limit)[0]
+                         seed=seed, limit=limit, download=download)[0]
 
   _, info = sbp_data.load(dataset, "train", batch_size=128, data_dir=data_dir,
-                          seed=seed, limit=limit)
+                          seed=seed, limit=limit, download=download)
   test, _ = sbp_data.load(dataset, "test", batch_size=256, data_dir=data_dir,
-                          limit=test_examples)
+                          limit=test_examples, download=download)
   log.say(f"Pruning at initialization, {dataset}, ResNet-{depth} x"
           f"{width_multiplier:g} width, global sparsity {sparsity:.2%}, "
           f"{info.size} training examples, {epochs} epoch(s) per arm, "
@@ -206,15 +219,40 @@ def run_demo(dataset="cifar10", data_dir=None, sparsity=0.998, epochs=2,
   return out
 
 
+def missing_data_message(error: Exception) -> str:
+  """The one error line for a dataset found nowhere: the problem (the first
+  line of ``error``) and how to provide the data."""
+  first = str(error).strip().splitlines()[0]
+  if "Fix:" in first:  # already one line with its fix (e.g. a bad data_dir)
+    return first
+  first = first.replace(" Searched, in order:", "").rstrip(":. ")
+  return (f"{first} (--verbosity=1 lists the places searched). Fix: pass "
+          "--data_dir=/path/to/the/data or set SBP_DATA_DIR (docs/data.md), "
+          "or add --download to let tfds download it (needs internet).")
+
+
 def main(argv):
-  del argv
-  run_demo(_DATASET.value, _DATA_DIR.value, _SPARSITY.value, _EPOCHS.value,
-           _TRAIN_EXAMPLES.value, _WIDTH.value, _SEED.value,
-           verbose=_VERBOSE.value)
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  # pylint: disable=g-import-not-at-top
+  from sbp_tf import cli
+  from sbp_tf.data import DataNotFoundError
+  cli.quiet_absl_logs()
+  try:
+    run_demo(_DATASET.value, _DATA_DIR.value, _SPARSITY.value, _EPOCHS.value,
+             _TRAIN_EXAMPLES.value, _WIDTH.value, _SEED.value,
+             verbose=_VERBOSE.value, test_examples=_TEST_EXAMPLES.value or None,
+             depth=_DEPTH.value, download=_DOWNLOAD.value)
+  except DataNotFoundError as e:
+    if cli.wants_traceback():
+      sys.stderr.write(f"{e}\n")
+    cli.fail(missing_data_message(e))
 
 
 def run_main():
-  app.run(main)
+  """Console-script entry point (``sbp-demo``)."""
+  from sbp_tf import cli  # pylint: disable=g-import-not-at-top
+  app.run(main, flags_parser=cli.flags_parser(__doc__))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from sbp_tf import compat, files, masking
+from sbp_tf import _env, compat, files, masking, tflite_runtime
 from sbp_tf.pruning import precision
 from sbp_tf.compat import keras, tf
 
@@ -356,33 +356,21 @@ def _convert_with(converter, plain, sparse, quantize, calib) -> bytes:
           yield {n: a[i:i + 1] for n, a in zip(names, calib)}
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-  with warnings.catch_warnings():
+  with warnings.catch_warnings(), _env.quiet_stderr():
     # Float I/O around int8 kernels is intended; TF warns it lacks stats.
+    # The converter's C++ log lines ignore TF_CPP_MIN_LOG_LEVEL.
     warnings.filterwarnings("ignore", message="Statistics for quantized")
     return converter.convert()
 
 
 def _interpreter(content):
-  """Interpreter with default delegates (XNNPACK), else builtin kernels."""
-  with warnings.catch_warnings():
-    # tf.lite.Interpreter warns it moves to ai_edge_litert; same runtime.
-    warnings.filterwarnings("ignore", message=".*Interpreter is deprecated")
-    return _make_interpreter(content)
-
-
-def _make_interpreter(content):
+  """Interpreter (LiteRT, else tf.lite: sbp_tf.tflite_runtime) with default
+  delegates (XNNPACK), else builtin kernels."""
   try:
-    interp = tf.lite.Interpreter(model_content=content)
-    interp.allocate_tensors()
-    return interp, "default (XNNPACK)", None
+    return tflite_runtime.interpreter(content), "default (XNNPACK)", None
   except (RuntimeError, ValueError) as e:
-    interp = tf.lite.Interpreter(
-        model_content=content,
-        experimental_op_resolver_type=(
-            tf.lite.experimental.OpResolverType
-            .BUILTIN_WITHOUT_DEFAULT_DELEGATES))
-    interp.allocate_tensors()
-    return interp, "builtin (XNNPACK refused the graph)", str(e)
+    return (tflite_runtime.interpreter(content, builtin_only=True),
+            "builtin (XNNPACK refused the graph)", str(e))
 
 
 def _to_file_dtype(x, detail):
@@ -572,7 +560,8 @@ def verify(content: bytes, model, data=None, *, atol: Optional[float] = None,
     dict with ``max_abs_diff, rel_diff, top1_agreement, tolerance, verified,
     worst_output, outputs`` (output name -> ``max_abs_diff, rel_diff,
     top1_agreement, tolerance, verified``), ``inputs, resolver``
-    (``resolver_note`` when XNNPACK refused the graph), ``sparse_tensors``
+    (``resolver_note`` when XNNPACK refused the graph), ``runtime``
+    (``'ai_edge_litert'``, or ``'tf.lite'`` without LiteRT), ``sparse_tensors``
     (names of tensors stored sparse), ``num_sparse_tensors``.
 
   Raises:
@@ -601,7 +590,7 @@ def verify(content: bytes, model, data=None, *, atol: Optional[float] = None,
   sparse_names = sorted(d["name"] for d in interp.get_tensor_details()
                         if d.get("sparsity_parameters"))
   report.update(inputs=f"{origin} ({len(xs[0])} examples)", resolver=resolver,
-                sparse_tensors=sparse_names,
+                runtime=tflite_runtime.NAME, sparse_tensors=sparse_names,
                 num_sparse_tensors=len(sparse_names))
   if note:
     report["resolver_note"] = note

@@ -2,6 +2,7 @@
 
 Usage::
 
+    sbp-train --config=cpu_fashion_mnist_ffnn --workdir=/tmp/ffnn
     python -m sbp_tf.train --config=configs/cpu_fashion_mnist.py
         --workdir=/tmp/fmnist --config.train.epochs=2
         --config.prune.sparsity=0.95
@@ -35,8 +36,9 @@ def define_flags():
   if _F:
     return
   cli.define_experiment_flags(
-      _F, config_help="Experiment config file (configs/<name>.py); override "
-      "fields with --config.<field>=<value>.",
+      _F, config_help="Experiment config: a file, or the name of one in "
+      "configs/ (cpu_fashion_mnist_ffnn or configs/cpu_fashion_mnist_ffnn.py, "
+      "from any folder); override fields with --config.<field>=<value>.",
       workdir_help="Output folder of the run.",
       strategy_help="Distribution strategy (auto: TPU > several GPUs > one "
       "device).",
@@ -91,7 +93,7 @@ def main(argv):
 def run_main():
   """Console-script entry point (``sbp-train``)."""
   define_flags()
-  app.run(main, flags_parser=cli.parse_flags)
+  app.run(main, flags_parser=cli.flags_parser(__doc__))
 
 
 if __name__ == "__main__":

@@ -228,7 +228,8 @@ def define_flags():
   if _F:
     return
   cli.define_experiment_flags(
-      _F, config_help="Base experiment config file (configs/<name>.py).",
+      _F, config_help="Base experiment config: a file, or the name of "
+      "one in configs/ (e.g. cpu_fashion_mnist_ffnn).",
       workdir_help="Output folder of the search.",
       strategy_help="Distribution strategy of each trial.",
       overwrite_help="Start the search afresh (else resume it).")
@@ -299,7 +300,7 @@ def main(argv):
 def run_main():
   """Console-script entry point (``sbp-tune``)."""
   define_flags()
-  app.run(main, flags_parser=cli.parse_flags)
+  app.run(main, flags_parser=cli.flags_parser(__doc__))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sbp_tf import data
+from sbp_tf.data import loader
 from sbp_tf.data import sources
 
 
@@ -67,6 +68,25 @@ def test_missing_data_error_lists_every_place(tmp_path, monkeypatch):
                      match=r"(?s)tfds: no TensorFlow Datasets builder.*"
                      r"tiny-imagenet-200"):
     data.load("tiny_imagenet", "test", data_dir=tmp_path, download=False)
+
+
+def test_no_doomed_tfds_download_without_internet(tmp_path, monkeypatch):
+  def no_dns(*args, **kwargs):
+    raise OSError(-2, "Name or service not known")
+  monkeypatch.setattr(loader.socket, "getaddrinfo", no_dns)
+  for var in loader._PROXY_VARS:
+    monkeypatch.delenv(var, raising=False)
+  monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(data.DataNotFoundError) as e:
+    data.load("cifar100", "train", data_dir=tmp_path / "empty",
+              cache_dir=tmp_path / "c", download=True)
+  msg = str(e.value)
+  assert ("tfds download of 'cifar100' not tried: no internet "
+          "(storage.googleapis.com does not resolve: ") in msg
+  assert "download=False)" in msg and "download=True)" not in msg
+  monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")  # it resolves
+  assert loader._download_unreachable() is None
 
 
 def test_search_order_data_dir_before_env(tmp_path, monkeypatch):

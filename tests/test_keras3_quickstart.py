@@ -1,16 +1,16 @@
 """The quick start of sbp_tf.keras3's docstring (and docs/keras3.md and the
 README) runs exactly as written, in a fresh process."""
 
-import os
 import pathlib
 import re
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
+from sbp_tf import _env
 from sbp_tf import keras3
+
+import user_testlib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -47,11 +47,12 @@ def test_quick_start_runs(tmp_path):
   # The README's block, which is the docstring's and docs/keras3.md's too.
   code = _readme_block()
   assert len(code.strip().splitlines()) <= 18
-  env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
-  env.pop("TF_USE_LEGACY_KERAS", None)
-  out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
-                       capture_output=True, text=True, timeout=400)
+  # A user's environment: no TF_CPP_MIN_LOG_LEVEL, and on a CPU machine no
+  # TensorFlow log line on stderr (start-up, cuInit, converter, XNNPACK).
+  out = user_testlib.run(["-c", code], cwd=tmp_path, timeout=400)
   assert out.returncode == 0, out.stderr[-3000:]
+  if not _env.has_nvidia_device():
+    assert user_testlib.tf_log_lines(out.stderr) == [], out.stderr[-3000:]
   ratio = float(out.stdout.strip().splitlines()[-1])
   assert 0.0 < ratio < 0.5  # 95% of the weights pruned: a much smaller file
   assert "| **total** |" in out.stdout

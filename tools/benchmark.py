@@ -64,7 +64,8 @@ def define_flags():
       "for checking the harness, not for reporting.")
   flags.DEFINE_string(
       "out_dir", None, "Where benchmark.json and benchmark.md go (default: "
-      "docs/results for a full run, a temporary folder with --quick).")
+      "docs/results for a full run (./benchmark_results from an installed "
+      "sbp_tf), a temporary folder with --quick).")
   flags.DEFINE_list("sections", list(SECTIONS),
                     f"Sections to run, of {list(SECTIONS)}.")
   flags.DEFINE_list(
@@ -112,8 +113,8 @@ def run(settings: Settings, sections: Sequence[str], command: str = "",
   registry = bench.sections()
   bad = [s for s in sections if s not in registry]
   if bad:
-    raise ValueError(f"Unknown section(s) {bad}; choose from "
-                     f"{list(registry)}.")
+    raise ValueError(f"Unknown section(s) {bad}. Fix: choose from "
+                     f"{', '.join(registry)} (--sections=a,b).")
   for section in registry.values():
     section.check(settings)
   t_start = time.perf_counter()
@@ -183,6 +184,13 @@ def settings_from_flags() -> Settings:
   return Settings.quick_preset(**kw) if f.quick else Settings.full(**kw)
 
 
+def default_out_dir() -> pathlib.Path:
+  """A full run's results folder: the clone's docs/results, or
+  ``./benchmark_results`` from an installed sbp_tf (no docs/ there)."""
+  docs = REPO / "docs" / "results"
+  return docs if docs.is_dir() else pathlib.Path("benchmark_results")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments {argv[1:]}; use --flags.")
@@ -196,7 +204,7 @@ def main(argv):
   analysis = (pathlib.Path(f.analysis_file).read_text(encoding="utf-8")
               if f.analysis_file else None)
   if f.render_only:
-    out_dir = pathlib.Path(f.out_dir or REPO / "docs" / "results")
+    out_dir = pathlib.Path(f.out_dir or default_out_dir())
     res = json.loads((out_dir / "benchmark.json").read_text(encoding="utf-8"))
     if analysis is not None:
       res["analysis"] = analysis
@@ -206,7 +214,7 @@ def main(argv):
   settings = settings_from_flags()
   out_dir = f.out_dir or (
       tempfile.mkdtemp(prefix="sbp_benchmark_") if settings.quick
-      else str(REPO / "docs" / "results"))
+      else str(default_out_dir()))
   command = "python tools/benchmark.py " + " ".join(sys.argv[1:])
   old = None
   if f.merge:
@@ -216,8 +224,12 @@ def main(argv):
                            "without --merge first.")
     old = json.loads(old_path.read_text(encoding="utf-8"))
   combine = (lambda r: merge(old, r)) if old is not None else (lambda r: r)
-  res = run(settings, f.sections, command=command.strip(),
-            on_section=lambda partial: write(combine(partial), out_dir))
+  try:
+    res = run(settings, f.sections, command=command.strip(),
+              on_section=lambda partial: write(combine(partial), out_dir))
+  except ValueError as e:  # unknown section, settings a section rejects
+    from sbp_tf import cli  # pylint: disable=g-import-not-at-top
+    cli.fail(str(e))
   res = combine(res)
   if analysis is not None:
     res["analysis"] = analysis
@@ -229,6 +241,13 @@ def main(argv):
   print(f"[benchmark] wrote {paths['json']} and {paths['md']}")
 
 
-if __name__ == "__main__":
+def run_main():
+  """The program (``python tools/benchmark.py``, ``python -m
+  sbp_tf.benchmark``, ``sbp-benchmark``)."""
+  from sbp_tf import cli  # pylint: disable=g-import-not-at-top
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.flags_parser(__doc__))
+
+
+if __name__ == "__main__":
+  run_main()

@@ -60,6 +60,13 @@ def _load_json(path):
     return None
 
 
+def default_out_dir(workdir) -> pathlib.Path:
+  """Where the tables go without --out_dir: the clone's docs/results, or
+  ``<workdir>/results`` when run from an installed sbp_tf (no docs/)."""
+  docs = REPO / "docs" / "results"
+  return docs if docs.is_dir() else pathlib.Path(workdir) / "results"
+
+
 def finished_metrics(cell, run_dir) -> Optional[Dict[str, Any]]:
   """The stored metrics of a finished cell, or None if it must (re)run."""
   run_dir = pathlib.Path(run_dir)
@@ -177,7 +184,7 @@ def run_grid(experiment: str, scale: str, *, workdir, seeds=None,
       ``<workdir>/<experiment>/<scale>/<row>/<col>/seed<k>``).
     seeds: None (scale default), a count or a comma list.
     out_dir: where ``<experiment>_<scale>.{md,json,png}`` go (default
-      ``docs/results``).
+      :func:`default_out_dir`).
     max_cells: run at most this many unfinished cells, then stop.
     time_budget_s: start no new cell after this many seconds.
     report_only: run nothing; rebuild the tables from the run folders.
@@ -199,11 +206,11 @@ def run_grid(experiment: str, scale: str, *, workdir, seeds=None,
       out["files"]["md"]   # '/tmp/o/table4_smoke.md'
   """
   spec = rx.build(experiment, scale, seeds)
-  out_dir = pathlib.Path(out_dir) if out_dir else REPO / "docs" / "results"
+  out_dir = pathlib.Path(out_dir) if out_dir else default_out_dir(workdir)
   root = pathlib.Path(workdir) / spec.name / scale
   if command is None:
     command = command_line(spec.name, scale, seeds, workdir,
-                           None if out_dir == REPO / "docs" / "results"
+                           None if out_dir == default_out_dir(workdir)
                            else out_dir)
   t0 = time.time()
   records: List[Dict[str, Any]] = []
@@ -354,7 +361,8 @@ def define_flags():
   cli.define_workdir_flag("Root folder of the run folders (one per cell; "
                           "finished cells are skipped on rerun).")
   flags.DEFINE_string("out_dir", None, "Where the .md/.json/.png tables go "
-                      "(default docs/results).")
+                      "(default docs/results in a clone, <workdir>/results "
+                      "from an installed sbp_tf).")
   flags.DEFINE_integer("max_cells", None, "Run at most this many unfinished "
                        "cells, then write the (partial) table and stop.")
   flags.DEFINE_float("time_budget_s", None, "Start no new cell after this "
@@ -378,10 +386,12 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   cli.quiet_absl_logs()
   f = flags.FLAGS
-  names = (list(rx.ORDER) if f.experiment.strip().lower() == "all"
-           else [rx.resolve_name(n) for n in f.experiment.split(",")])
-  # Fail on bad settings before any work (e.g. --seeds=abc).
-  rx.parse_seeds(f.seeds, f.scale)
+  try:  # bad settings: one error line before any work (e.g. --seeds=abc)
+    names = (list(rx.ORDER) if f.experiment.strip().lower() == "all"
+             else [rx.resolve_name(n) for n in f.experiment.split(",")])
+    rx.parse_seeds(f.seeds, f.scale)
+  except ValueError as e:
+    cli.fail(str(e))
   t0 = time.time()
   for name in names:
     budget = None
@@ -397,7 +407,14 @@ def main(argv):
              reuse_table=f.reuse_table)
 
 
-if __name__ == "__main__":
-  from absl import app as _app  # pylint: disable=g-import-not-at-top
+def run_main():
+  """The program (``python tools/reproduce.py``, ``python -m
+  sbp_tf.reproduce``, ``sbp-reproduce``)."""
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from sbp_tf import cli  # pylint: disable=g-import-not-at-top
   define_flags()
-  _app.run(main)
+  app.run(main, flags_parser=cli.flags_parser(__doc__))
+
+
+if __name__ == "__main__":
+  run_main()

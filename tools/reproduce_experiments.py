@@ -69,7 +69,7 @@ def resolve_name(name: str) -> str:
   if key not in ORDER:
     raise ValueError(
         f"unknown experiment {name!r}. Fix: pass a number 1-{len(ORDER)} or one of "
-        f"{', '.join(ORDER)} (see tools/reproduce.py --helpfull).")
+        f"{', '.join(ORDER)} (see --help).")
   return key
 
 

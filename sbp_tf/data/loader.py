@@ -8,10 +8,14 @@ Usage::
     images, labels = next(iter(train))   # (128, 32, 32, 3) float32, (128,) int32
 """
 
+import contextlib
 import dataclasses
+import logging
 import os
 import pathlib
 import re
+import socket
+from typing import Optional
 
 import numpy as np
 
@@ -130,6 +134,38 @@ def read_local(name, split, src, cache_dir=None):
   return x, y, classes
 
 
+# tfds downloads from the internet; on a machine without it this name does
+# not resolve at once, where a download would retry for minutes and fail.
+_DOWNLOAD_PROBE = "storage.googleapis.com"
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+
+
+def _download_unreachable() -> Optional[str]:
+  """Why a tfds download cannot work here (no DNS for the internet), or
+  None. With a proxy set, the proxy resolves names: always None."""
+  if any(os.environ.get(v) for v in _PROXY_VARS):
+    return None
+  try:
+    socket.getaddrinfo(_DOWNLOAD_PROBE, 443)
+    return None
+  except OSError as e:
+    return f"no internet ({_DOWNLOAD_PROBE} does not resolve: {e})"
+
+
+@contextlib.contextmanager
+def _quiet_probe(quiet: bool):
+  """Hides tfds' warnings (absl logger) while only looking for a prepared
+  copy: a missing one is reported in the error's list of places searched."""
+  absl_logger = logging.getLogger("absl")
+  level = absl_logger.level
+  if quiet:
+    absl_logger.setLevel(logging.ERROR)
+  try:
+    yield
+  finally:
+    absl_logger.setLevel(level)
+
+
 def _tfds_load(name, split_str, data_dir, download, searched):
   """(tf.data.Dataset of (image, label), class names) from tfds, or None."""
   tfds_name = sources.TFDS_NAMES.get(name)
@@ -143,9 +179,14 @@ def _tfds_load(name, split_str, data_dir, download, searched):
     return None
   where = data_dir or "its default data_dir (~/tensorflow_datasets or $TFDS_DATA_DIR)"
   for dl in ((False, True) if download else (False,)):
+    unreachable = _download_unreachable() if dl else None
+    if unreachable:
+      searched.append(f"tfds download of {tfds_name!r} not tried: {unreachable}")
+      continue
     try:
-      ds, tinfo = tfds.load(tfds_name, split=split_str, data_dir=data_dir,
-                            download=dl, as_supervised=True, with_info=True)
+      with _quiet_probe(not dl):
+        ds, tinfo = tfds.load(tfds_name, split=split_str, data_dir=data_dir,
+                              download=dl, as_supervised=True, with_info=True)
       names = tuple(tinfo.features["label"].names)
       return ds, names, f"tfds {tfds_name} in {where}"
     except Exception as e:  # pylint: disable=broad-except

@@ -35,8 +35,8 @@ the right path.
 Quick start::
 
     import numpy as np
+    from sbp_tf import keras3  # first: it holds TensorFlow's log to its level
     import keras
-    from sbp_tf import keras3
 
     x = np.random.default_rng(0).normal(size=(256, 32, 32, 3)).astype("float32")
     y = np.arange(256) % 10
