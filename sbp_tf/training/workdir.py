@@ -69,8 +69,9 @@ OWNED_INSIDE = {
     "checkpoints": re.compile(
         rf"checkpoint{_TMP}|{_PREFIX}\.{_SHARD}{_TMP}"
         rf"|{_PREFIX}_temp(?:/part-\d+-of-\d+\.{_SHARD}{_TMP})?"),
+    # train/validation: Keras' TensorBoard; sparsity: training.summaries.
     "tensorboard": re.compile(
-        r"(?:train|validation)(?:/events\.out\.tfevents\.[^/]+)?"),
+        r"(?:train|validation|sparsity)(?:/events\.out\.tfevents\.[^/]+)?"),
 }
 _CONFIG_KEYS = {"dataset", "model", "prune", "train", "seed"}
 
