@@ -144,7 +144,8 @@ def _count_converts(monkeypatch):
     calls.append(kwargs)
     return real(model, **kwargs)
 
-  monkeypatch.setattr(export, "convert", counting)
+  # Where the compositions and size_report call it from.
+  monkeypatch.setattr(export.conversion, "convert", counting)
   return calls
 
 
