@@ -30,37 +30,11 @@ import pytest
 from sbp_tf import export, keras3, masking, pruning
 from sbp_tf.compat import keras as keras2_module
 import sbp_tf.tfmot as sbp_tfmot
+from paths_testlib import pos_embedding
 
 METHODS = ["sbp", "magnitude", "random", "grasp", "synflow"]
 EXACT = ("magnitude", "random", "synflow")
 SEQ, VOCAB = 6, 40
-
-
-def _pos_embedding(K):
-  register = (K.saving.register_keras_serializable if hasattr(K, "saving")
-              and hasattr(K.saving, "register_keras_serializable")
-              else K.utils.register_keras_serializable)
-
-  @register(package="client_families")
-  class PosEmbedding(K.layers.Layer):
-    """x + P: a learned position embedding (a weight of its own)."""
-
-    def build(self, input_shape):
-      self.pos = self.add_weight(name="pos", shape=tuple(input_shape[1:]),
-                                 initializer="random_normal")
-
-    def call(self, x):
-      return x + self.pos
-  return PosEmbedding
-
-
-_POS = {}
-
-
-def _pos(K):
-  if id(K) not in _POS:
-    _POS[id(K)] = _pos_embedding(K)
-  return _POS[id(K)]
 
 
 def cnn(K):
@@ -118,7 +92,7 @@ def vit(K):
   L = K.layers
   x = K.Input((8, 8, 3))
   h = L.Reshape((4, 16))(L.Conv2D(16, 4, strides=4, name="patch")(x))
-  h = _pos(K)(name="pos")(h)
+  h = pos_embedding(K)(name="pos")(h)
   a = L.MultiHeadAttention(2, 8, name="mha")(h, h)
   h = L.LayerNormalization(name="ln")(h + a)
   h = L.GlobalAveragePooling1D()(h)
@@ -303,7 +277,7 @@ import keras as keras3_module
 from sbp_tf.compat import keras as keras2_module
 sys.path.insert(0, sys.argv[2])
 import test_client_families as fam  # registers the custom layer classes
-fam._pos(keras2_module); fam._pos(keras3_module)
+fam.pos_embedding(keras2_module); fam.pos_embedding(keras3_module)
 out = {}
 for path, kind, masks_path in json.load(open(sys.argv[1])):
   masks = dict(np.load(masks_path))

@@ -17,6 +17,7 @@ from sbp_tf import keras3, pruning
 from sbp_tf.compat import keras as keras2_module
 from sbp_tf.keras3 import diagnostics as k3_diagnostics
 from sbp_tf.pruning import rounds, steps
+from paths_testlib import pos_embedding
 
 KITS = ("tf_keras", "keras3")
 
@@ -41,25 +42,12 @@ def path(request):
   return _Path(request.param)
 
 
-def _pos_embedding_class(K):
-  class PosEmbedding(K.layers.Layer):
-    """x + P: a learned position embedding that adds a constant."""
-
-    def build(self, input_shape):
-      self.pos = self.add_weight(name="pos", shape=tuple(input_shape[1:]),
-                                 initializer="random_normal")
-
-    def call(self, x):
-      return x + self.pos
-  return PosEmbedding
-
-
 def _vit_like(K):
   L = K.layers
   inp = K.Input((8, 8, 3))
   x = L.Conv2D(16, 4, strides=4, name="patch")(inp)
   x = L.Reshape((4, 16))(x)
-  x = _pos_embedding_class(K)(name="pos")(x)
+  x = pos_embedding(K)(name="pos")(x)
   x = L.Flatten()(x)
   return K.Model(inp, L.Dense(5, name="head")(x))
 

@@ -7,7 +7,9 @@ constraint right after each update (``BaseOptimizer.apply``), so after every
 step, whatever the optimizer (SGD with momentum, Adam, weight decay), a
 pruned weight is exactly ``0``. The constraint is also the layer's
 ``kernel_constraint`` (``depthwise_constraint``/``pointwise_constraint``),
-so it is part of the layer config: ``.keras`` files (and
+so it is part of the layer config (a ``MultiHeadAttention``'s four
+projections share one ``kernel_constraint`` in its config: there a
+:class:`SharedMasks` holds them all, told apart by variable path): ``.keras`` files (and
 ``ModelCheckpoint`` saving them) carry the masks, bit-packed, and a loaded
 model keeps enforcing them (``import sbp_tf.keras3`` first registers
 ``sbp_tf_keras3>MaskConstraint``). Weights-only checkpoints
@@ -94,6 +96,77 @@ class MaskConstraint(keras.constraints.Constraint):
                       else keras.constraints.serialize(self.inner))}
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SharedMasks(keras.constraints.Constraint):
+  """The masks of a layer whose config holds one constraint for several
+  sublayers' kernels (``MultiHeadAttention``: query, key, value and output
+  projections), told apart by the variable's path.
+
+  Keras 3 applies a variable's constraint to the variable itself after each
+  optimizer update, so ``w.path`` (``"mha/query/kernel"``) names which mask
+  applies; the layer's ``kernel_constraint`` (its config, hence ``.keras``
+  files) carries them all, and a loaded model keeps enforcing each one.
+
+  Args:
+    masks: ``{local key: 0/1 array}`` (``"query/kernel"``, ...).
+    inner: the constraint applied first, or None.
+  """
+
+  def __init__(self, masks=None, inner=None, *, packed=None):
+    if masks is None:
+      masks = {k: _unpack(v["packed"], tuple(v["shape"]))
+               for k, v in (packed or {}).items()}
+    self.masks = {k: MaskConstraint(m) for k, m in masks.items()}
+    self.inner = keras.constraints.get(inner) if isinstance(inner, dict) \
+        else inner
+
+  def local_key(self, path):
+    """The key of ``masks`` that variable ``path`` ends in, or None."""
+    for k in self.masks:
+      if path == k or str(path).endswith("/" + k):
+        return k
+    return None
+
+  def __call__(self, w):
+    key = self.local_key(getattr(w, "path", ""))
+    if key is None:
+      raise ValueError(
+          f"SharedMasks: cannot tell which of {sorted(self.masks)} applies "
+          f"to a value without a variable path ({getattr(w, 'path', None)!r})."
+          " Fix: apply it to the variable (as Keras 3 optimizers do), or "
+          "re-mask the model with sbp_tf.keras3.mask.")
+    if self.inner is not None:
+      w = self.inner(w)
+    return self.masks[key](w)
+
+  def get_config(self):
+    return {"packed": {k: {"shape": [int(d) for d in c.mask.shape],
+                           "packed": _pack(c.mask)}
+                       for k, c in self.masks.items()},
+            "inner": (None if self.inner is None
+                      else keras.constraints.serialize(self.inner))}
+
+
+def _shares_kernel_constraint(layer) -> bool:
+  """``MultiHeadAttention``: one ``kernel_constraint`` for its sublayers."""
+  return hasattr(layer, "_kernel_constraint") and type(
+      layer).__name__ == "MultiHeadAttention"
+
+
+def _mask_shared(targets, m) -> None:
+  """Puts the masks of shared-constraint owners in their config."""
+  owners = {}
+  for t in targets:
+    if t.key in m and t.owner is not t.layer and _shares_kernel_constraint(
+        t.owner):
+      owners.setdefault(id(t.owner), (t.owner, {}))[1][t.local] = m[t.key]
+  for owner, masks in owners.values():
+    inner = owner._kernel_constraint  # pylint: disable=protected-access
+    if isinstance(inner, SharedMasks):
+      inner = inner.inner
+    owner._kernel_constraint = SharedMasks(masks, inner=inner)  # pylint: disable=protected-access
+
+
 def _retrace(model) -> None:
   """Drops a traced train step: constraints are read when it is traced."""
   if getattr(model, "train_function", None) is not None:
@@ -122,15 +195,17 @@ def mask(model, masks: Mapping[str, np.ndarray]) -> Masks:
   check_model(model, "keras3.mask")
   m = masks_lib.validate(model, masks)
   masks_lib.zero_pruned(model, m)
-  for t in prunable_targets(model):
+  targets = prunable_targets(model)
+  for t in targets:
     if t.key not in m:
       continue
     inner = getattr(t.layer, t.constraint_attr, None)
-    if isinstance(inner, MaskConstraint):
+    if isinstance(inner, (MaskConstraint, SharedMasks)):
       inner = inner.inner
     c = MaskConstraint(m[t.key], inner=inner)
     setattr(t.layer, t.constraint_attr, c)  # saved in the layer config
     t.variable.constraint = c               # applied by the optimizer
+  _mask_shared(targets, m)  # attention: the owner's config holds them
   _retrace(model)
   return m
 
@@ -144,6 +219,10 @@ def masks_of(model) -> Masks:
     c = t.variable.constraint
     if isinstance(c, MaskConstraint):
       out[t.key] = c.mask
+    elif isinstance(c, SharedMasks):  # a loaded attention layer
+      key = c.local_key(t.variable.path)
+      if key is not None:
+        out[t.key] = c.masks[key].mask
   return Masks(out)
 
 
@@ -153,11 +232,14 @@ def unmask(model) -> Masks:
   found = masks_of(model)
   for t in prunable_targets(model):
     c = t.variable.constraint
-    if isinstance(c, MaskConstraint):
+    if isinstance(c, (MaskConstraint, SharedMasks)):
       setattr(t.layer, t.constraint_attr, c.inner)
       t.variable.constraint = c.inner
+    owner_c = getattr(t.owner, "_kernel_constraint", None)
+    if isinstance(owner_c, SharedMasks):
+      t.owner._kernel_constraint = owner_c.inner  # pylint: disable=protected-access
   _retrace(model)
   return found
 
 
-__all__ = ["MaskConstraint", "mask", "masks_of", "unmask"]
+__all__ = ["MaskConstraint", "SharedMasks", "mask", "masks_of", "unmask"]
