@@ -21,7 +21,6 @@ import numpy as np
 
 from sbp_tf import masking
 from sbp_tf import compat
-from sbp_tf.pruning import precision
 from sbp_tf.compat import keras
 
 # The wrapper class is not exported by tfmot's public API (only the factory).
@@ -71,16 +70,6 @@ def wrap(model, masks, *, allow_missing=False) -> keras.Model:
   compat.check_not_keras3(model, "sbp_tf.tfmot.wrap")
   checked = masking.check_masks(model, masks, allow_missing=allow_missing)
   masking.check_wrappable(model, "sbp_tf.tfmot.wrap")
-  narrow = precision.narrow_layers(model)
-  if narrow:
-    # tfmot's PruneLowMagnitude calls the layer's call() past its autocast:
-    # float16 inputs meet float32 kernels (a raw MatMul TypeError in fit).
-    raise ValueError(
-        f"sbp_tf.tfmot.wrap: model {model.name!r} computes in mixed precision "
-        f"(layers {narrow[:3]}{' ...' if len(narrow) > 3 else ''}), which "
-        "tfmot's pruning wrapper cannot run. Fix: keep the masks with "
-        "sbp_tf.masking.wrap(model, masks) (or masking.constrain), which "
-        "work under any dtype policy, or build the model in float32.")
   total = sum(m.size for _, m in checked)
   sparsity = 1.0 - sum(float(m.sum()) for _, m in checked) / max(total, 1)
   # tfmot's wrapper where it takes the layer whole (Dense, Conv: one
@@ -90,7 +79,13 @@ def wrap(model, masks, *, allow_missing=False) -> keras.Model:
   def make_wrapper(layer):
     if attrs_of[id(layer)] == ["kernel"]:
       try:
-        return PruneLowMagnitude(layer, pruning_schedule=FixedMask(sparsity))
+        # The wrapper takes the layer's dtype policy, not the global one at
+        # wrap time: it calls the layer's call() past the layer's own
+        # autocast, so a mixed-precision layer wrapped after the global
+        # policy went back to float32 met float32 inputs with its float16
+        # compute (a MatMul dtype error in fit).
+        return PruneLowMagnitude(layer, pruning_schedule=FixedMask(sparsity),
+                                 dtype=layer.dtype_policy)
       except ValueError:  # a layer type tfmot's registry does not know
         pass
     return masking.MaskedLayer(layer, attrs=attrs_of[id(layer)])
