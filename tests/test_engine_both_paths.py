@@ -7,6 +7,7 @@ architecture built from that path's Keras, as Keras runs its suite once per
 backend.
 """
 
+import functools
 import warnings
 
 import keras as keras3_module
@@ -15,7 +16,7 @@ import pytest
 
 from sbp_tf import keras3, pruning
 from sbp_tf.compat import keras as keras2_module
-from sbp_tf.keras3 import diagnostics as k3_diagnostics
+from sbp_tf.keras3.kit import KERAS3
 from sbp_tf.pruning import rounds, steps
 from paths_testlib import pos_embedding
 
@@ -32,8 +33,8 @@ class _Path:
     self.prune = keras3.prune if k3 else pruning.prune
     self.score = keras3.score if k3 else pruning.score
     self.targets = keras3.prunable_targets if k3 else pruning.prunable_targets
-    self.connectivity = (k3_diagnostics.connectivity if k3
-                         else pruning.connectivity)
+    self.connectivity = (functools.partial(pruning.connectivity, kit=KERAS3)
+                         if k3 else pruning.connectivity)
     self.diagnose = keras3.diagnose if k3 else pruning.diagnose
 
 

@@ -12,7 +12,7 @@ SynFlow on EfficientNetB0: its squeeze-excitation blocks multiply a feature
 map by a function of itself, so the plain linearized network's R is a
 polynomial whose degree doubles at each of the 16 gated blocks and
 overflowed even float64 (R = inf). The gates are pass-through as on the
-tf_keras path (:func:`sbp_tf.keras3.state.linearize_layers`): every layer
+tf_keras path (:func:`sbp_tf.pruning.state.linearize_activations`): every layer
 gets finite, nonzero scores, and for the same weights both paths give the
 same scores and masks (tested).
 """

@@ -66,7 +66,7 @@ from sbp_tf.keras3 import models  # noqa: F401
 from sbp_tf.keras3 import export  # noqa: F401
 from sbp_tf.keras3.masking import (  # noqa: F401
     MaskConstraint, mask, masks_of, unmask)
-from sbp_tf.keras3.masks import Masks, Report  # noqa: F401
+from sbp_tf.pruning.masks import Masks, Report  # noqa: F401  (one class)
 from sbp_tf.keras3.prune import (  # noqa: F401
     PruneResult, Scores, apply, diagnose, methods, prune, score, select)
 from sbp_tf.keras3.targets import prunable_targets  # noqa: F401

@@ -31,7 +31,7 @@ from typing import Mapping
 
 import numpy as np
 
-from sbp_tf.keras3 import masks as masks_lib
+from sbp_tf.keras3.kit import KERAS3
 from sbp_tf.keras3._runtime import PACKAGE, check_model, keras
 from sbp_tf.keras3.targets import prunable_targets
 from sbp_tf.pruning.masks import Masks
@@ -193,8 +193,8 @@ def mask(model, masks: Mapping[str, np.ndarray]) -> Masks:
     ValueError: a key or shape that does not fit ``model`` (nothing changed).
   """
   check_model(model, "keras3.mask")
-  m = masks_lib.validate(model, masks)
-  masks_lib.zero_pruned(model, m)
+  m = masks if isinstance(masks, Masks) else Masks(masks)
+  m.apply(model, kit=KERAS3)  # validates, then W <- W * mask
   targets = prunable_targets(model)
   for t in targets:
     if t.key not in m:

@@ -30,7 +30,8 @@ import keras
 
 from sbp_tf import callbacks as cb_lib
 from sbp_tf import keras3
-from sbp_tf.keras3 import masks as k3_masks
+from sbp_tf.keras3.kit import KERAS3
+from sbp_tf.pruning.masks import Masks
 from sbp_tf.training import phases
 from sbp_tf.training import setup
 
@@ -47,7 +48,7 @@ def build_model(config, info):
 
 
 def _validate(model, masks) -> None:
-  k3_masks.validate(model, masks, complete=False)
+  Masks(masks).validate(model, complete=False, kit=KERAS3)
 
 
 build = functools.partial(phases.build, make_model=build_model)
