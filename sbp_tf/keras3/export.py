@@ -20,6 +20,7 @@ Usage::
 """
 
 import functools
+import inspect
 
 from sbp_tf import export as _export
 from sbp_tf.keras3._runtime import check_model, require_tensorflow
@@ -30,10 +31,12 @@ __all__ = ["convert", "export_for_run", "size_report", "time_interpreter",
 
 def _checked(step, where):
   """``step`` of :mod:`sbp_tf.export` after the Keras 3 checks."""
+  signature = inspect.signature(step)
+
   @functools.wraps(step)
   def run(*args, **kwargs):
     require_tensorflow("TFLite export")
-    model = kwargs.get("model", args[1] if where == "verify" else args[0])
+    model = signature.bind_partial(*args, **kwargs).arguments.get("model")
     check_model(model, f"keras3.export.{where}")
     return step(*args, **kwargs)
   return run

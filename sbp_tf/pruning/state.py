@@ -92,10 +92,6 @@ def _batch_norm_roles(model) -> Dict[int, float]:
 _L = keras.layers
 
 
-def _classes(*names) -> Tuple[type, ...]:
-  return tuple(getattr(_L, n) for n in names if hasattr(_L, n))
-
-
 def _identity(layer, inputs, *args, **kwargs):
   """A normalization or clipping activation layer: ``x -> x``."""
   return inputs
