@@ -11,7 +11,7 @@ equivalent. Each is read or written by exactly one small function below
 (``set_variable_constraint``, ``autocast_inner``, ``is_graph_network``,
 ``nodes_by_depth``, ``flatten_layers``, ``batch_input_shape``,
 ``set_batch_input_shape``, ``build_input_shape``, ``call_spec``,
-``functional_class``);
+``functional_class``, ``unfused_normalization``);
 tests/test_compat.py checks each one against the
 installed Keras, so a Keras release that moves an internal fails there, by
 name, instead of deep inside pruning.
@@ -23,6 +23,7 @@ cannot wrap; this module then raises with the fix instead of failing later.
 
 from sbp_tf import _env  # (must precede the TensorFlow import)
 
+import contextlib
 import inspect
 from typing import Dict, List, Optional
 
@@ -148,6 +149,32 @@ def flatten_layers(layer, include_self: bool = True,
   if flatten is None:  # not a Keras layer: the generic module walk
     return ([layer] if include_self else []) + list(layer.submodules)
   return list(flatten(include_self=include_self, recursive=recursive))
+
+
+@contextlib.contextmanager
+def unfused_normalization(model):
+  """While open, tf_keras BatchNormalization/LayerNormalization layers of
+  ``model`` compute with plain ops instead of ``fused_batch_norm``.
+
+  Why: TensorFlow's gradient of the fused batch-norm gradient is not exact.
+  Measured on a conv before a training-mode BatchNormalization, ``H g``
+  through the fused op is 0.85% (of the largest entry) off the float64
+  value; unfused it is within float32 round-off (1e-6), as Keras 3 (which
+  never fuses) is. First-order gradients agree either way. Tracing a
+  second-order function inside this context makes its graph use the exact
+  ops; a Keras 3 model has nothing to switch.
+  """
+  saved = []
+  for layer in flatten_layers(model):
+    for attr in ("fused", "_fused"):  # BatchNormalization, LayerNormalization
+      if getattr(layer, attr, None) is True and keras_family(layer) == "tf_keras":
+        saved.append((layer, attr))
+        setattr(layer, attr, False)
+  try:
+    yield
+  finally:
+    for layer, attr in saved:
+      setattr(layer, attr, True)
 
 
 def batch_input_shape(layer) -> Optional[tuple]:

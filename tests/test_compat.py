@@ -4,8 +4,10 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+from sbp_tf import compat
 from sbp_tf.compat import keras, tf
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -165,3 +167,15 @@ def test_functional_class_is_the_class_of_functional_models():
   from sbp_tf import compat  # pylint: disable=g-import-not-at-top
   assert type(_functional()) is compat.functional_class()  # pylint: disable=unidiomatic-typecheck
   assert issubclass(keras.Sequential, compat.functional_class())
+
+
+def test_unfused_normalization_switches_and_restores_the_fused_ops():
+  x = keras.Input((4, 4, 2))
+  h = keras.layers.BatchNormalization(name="bn")(x)
+  m = keras.Model(x, keras.layers.LayerNormalization(name="ln")(h))
+  m(np.zeros((1, 4, 4, 2), np.float32))  # LayerNormalization decides in build
+  bn, ln = m.get_layer("bn"), m.get_layer("ln")
+  assert (bn.fused, ln._fused) == (True, True)  # the attributes Keras reads
+  with compat.unfused_normalization(m):
+    assert (bn.fused, ln._fused) == (False, False)
+  assert (bn.fused, ln._fused) == (True, True)

@@ -121,12 +121,18 @@ def _grasp_reference(model, x, y, temperature):
   """``-W * (H g)`` by nested tapes, independently of sbp_tf's saliency."""
   kernels = [t.variable for t in pruning.prunable_targets(model)]
   ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  # The fused batch-norm op's second derivative is inexact (~1%): unfused.
+  bns = [l for l in model.layers if getattr(l, "fused", None)]
+  for layer in bns:
+    layer.fused = False
   with tf.GradientTape() as outer:
     with tf.GradientTape() as inner:
       loss = ce(y, model(x, training=True) / temperature)
     g = inner.gradient(loss, kernels)
     gz = tf.add_n([tf.reduce_sum(gi * tf.stop_gradient(gi)) for gi in g])
   hg = outer.gradient(gz, kernels)
+  for layer in bns:
+    layer.fused = True
   return {t.key: -t.variable.numpy().astype(np.float64) * h.numpy()
           for t, h in zip(pruning.prunable_targets(model), hg)}
 
@@ -138,7 +144,7 @@ def test_grasp_temperature_option_reaches_the_score():
     got = pruning.score(m, "grasp", data=(x, y), temperature=temp)
     want = _grasp_reference(m, x, y, temp)
     for k in want:
-      np.testing.assert_allclose(got[k], want[k], rtol=2e-3,
+      np.testing.assert_allclose(got[k], want[k], rtol=1e-4,
                                  atol=1e-6 * np.abs(want[k]).max())
   assert pruning.method_options("grasp") == {"temperature": 200.0}
   with pytest.raises(ValueError, match="temperature must be a number > 0"):

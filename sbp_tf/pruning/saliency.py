@@ -17,6 +17,7 @@ detected, so the default loss reads probabilities there, and a user's loss
 that contradicts the model's head is warned about.
 """
 
+import contextlib
 import functools
 import json
 import numbers
@@ -269,18 +270,23 @@ class Saliency:
       z = tf.add_n([tf.reduce_sum(a * tf.stop_gradient(a)) for a in grads])
     return grads + self._zeros_for_none(outer.gradient(z, self.variables))
 
-  def _compiled(self, name, replica_fn, temperature=1.0):
+  def _compiled(self, name, replica_fn, temperature=1.0,
+                second_order=False):
     # A softmax read as probabilities is tempered in the graph only when
     # T != 1 (a second trace), so T = 1 keeps Keras's logits shortcut.
     tempered = self.plan.probabilities and float(temperature) != 1.0
     key = name + ("@T" if tempered else "")
     if key not in self._fns:
-      strategy = self.strategy
+      strategy, model = self.strategy, self.model
       fn = functools.partial(replica_fn, tempered=tempered)
+      # Second-order graphs are traced with exact (unfused) normalization.
+      context = (functools.partial(compat.unfused_normalization, model)
+                 if second_order else contextlib.nullcontext)
 
       @tf.function
       def step(*args):
-        out = strategy.run(fn, args=args)
+        with context():
+          out = strategy.run(fn, args=args)
         return [strategy.reduce(_SUM, o, axis=None) for o in out]
       self._fns[key] = step
     return self._fns[key]
@@ -320,7 +326,8 @@ class Saliency:
                        temperature: float = 1.0) -> List[np.ndarray]:
     """``H g = sum_b d(g^T dL_b/dW)/dW`` with ``g`` held constant (float64)."""
     self._sync()
-    step = self._compiled("hg", self._hg_replica, temperature)
+    step = self._compiled("hg", self._hg_replica, temperature,
+                          second_order=True)
     t = tf.constant(float(temperature), tf.float32)
     gt = [tf.constant(a, dtype=v.dtype) for a, v in zip(g, self.variables)]
     acc = None
@@ -339,7 +346,8 @@ class Saliency:
     """
     if num_batches == 1 and not self.distributed:
       self._sync()
-      step = self._compiled("g_hg", self._g_and_hg_replica, temperature)
+      step = self._compiled("g_hg", self._g_and_hg_replica, temperature,
+                            second_order=True)
       t = tf.constant(float(temperature), tf.float32)
       for x, y in self._batches(data, 1):
         out = [o.numpy().astype(np.float64) for o in step(x, y, t)]
