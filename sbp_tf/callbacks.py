@@ -6,6 +6,7 @@ Usage::
     model.fit(ds, epochs=160, callbacks=cbs)
 """
 
+import functools
 import time
 from typing import Sequence
 
@@ -31,8 +32,9 @@ def step_lr(epoch: int, lr: float, epochs: int,
   return lr * factor ** k
 
 
-class StepDecay(keras.callbacks.Callback):
-  """Sets the optimizer learning rate to :func:`step_lr` at each epoch start."""
+class StepDecayLogic:
+  """Sets the optimizer learning rate to :func:`step_lr` at each epoch start
+  and logs it as ``lr`` (the body of :class:`StepDecay`, any Keras)."""
 
   def __init__(self, lr, epochs, decay_at=(0.5, 0.75), factor=0.1):
     super().__init__()
@@ -40,22 +42,22 @@ class StepDecay(keras.callbacks.Callback):
     self.decay_at, self.factor = tuple(decay_at), factor
 
   def on_epoch_begin(self, epoch, logs=None):
-    keras.backend.set_value(
-        self.model.optimizer.learning_rate,
+    # Both Kerases hold a constant learning rate as a variable.
+    self.model.optimizer.learning_rate.assign(
         step_lr(epoch, self.lr, self.epochs, self.decay_at, self.factor))
 
   def on_epoch_end(self, epoch, logs=None):
     if logs is not None:
-      logs["lr"] = float(keras.backend.get_value(
-          self.model.optimizer.learning_rate))
+      logs["lr"] = float(self.model.optimizer.learning_rate.numpy())
 
 
-class EpochCheckpoint(keras.callbacks.Callback):
+class EpochCheckpointLogic:
   """After each epoch: checkpoint, then metrics row, then state (in that order).
 
   The state file is written last, so ``state.epochs_done == N`` guarantees
   that checkpoint ``ckpt-N`` and N metric rows exist; a kill at any point
-  resumes from a consistent epoch.
+  resumes from a consistent epoch. (The body of :class:`EpochCheckpoint`,
+  any Keras.)
 
   Args:
     workdir: a ``sbp_tf.training.workdir.Workdir``.
@@ -85,3 +87,22 @@ class EpochCheckpoint(keras.callbacks.Callback):
     rows = [r for r in self.workdir.metrics() if r["epoch"] < done] + [row]
     self.workdir.write_metrics(rows)
     self.workdir.set_state(wd_lib.TRAINING, done, epochs=self.epochs)
+
+
+class StepDecay(StepDecayLogic, keras.callbacks.Callback):
+  """:class:`StepDecayLogic` as a tf_keras callback."""
+
+
+class EpochCheckpoint(EpochCheckpointLogic, keras.callbacks.Callback):
+  """:class:`EpochCheckpointLogic` as a tf_keras callback."""
+
+
+@functools.lru_cache(maxsize=None)
+def for_keras(keras_module):
+  """``(StepDecay, EpochCheckpoint)`` for ``keras_module`` (tf_keras: the
+  classes above; Keras 3: the same bodies on ``keras.callbacks.Callback``)."""
+  if keras_module is keras:
+    return StepDecay, EpochCheckpoint
+  base = keras_module.callbacks.Callback
+  return (type("StepDecay", (StepDecayLogic, base), {}),
+          type("EpochCheckpoint", (EpochCheckpointLogic, base), {}))

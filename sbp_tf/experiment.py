@@ -15,9 +15,9 @@ Usage::
 :mod:`sbp_tf.training.phases` (open the workdir, build, obtain masks,
 prepare training, fit, finalize, export, record), each a public function
 that can be called or replaced alone. ``config.framework = "keras3"``
-runs the Keras 3 phases of :mod:`sbp_tf.training.phases_keras3` instead
-(the Keras 3 front end ``sbp_tf.keras3``: same workdir, resume and
-results; one device). Rerunning on an interrupted workdir
+runs the same phases through the Keras 3 front end ``sbp_tf.keras3``
+(:mod:`sbp_tf.training.frameworks`: same workdir, resume and results; one
+device). Rerunning on an interrupted workdir
 resumes from the last completed epoch (masks and optimizer state restored,
 no re-pruning); on a finished one it returns the stored metrics.
 """
@@ -29,6 +29,7 @@ from sbp_tf import config as sbp_config
 from sbp_tf import pruning
 from sbp_tf import strategy as sbp_strategy
 from sbp_tf.compat import tf
+from sbp_tf.training import frameworks
 from sbp_tf.training import phases
 from sbp_tf.training import workdir as wd_lib
 # The training ingredients, importable from here as before.
@@ -45,20 +46,16 @@ PHASES = (phases.build, phases.obtain_masks, phases.prepare_training,
 
 
 def phases_for(cfg) -> tuple:
-  """The phases of ``cfg.framework``: :data:`PHASES` (tf_keras) or the
-  Keras 3 ones (imported only then, so tf_keras runs never load Keras 3)."""
-  if cfg.get("framework", "tf_keras") == "keras3":
-    from sbp_tf.training import phases_keras3  # pylint: disable=g-import-not-at-top
-    return phases_keras3.PHASES
+  """The phases of ``cfg``: :data:`PHASES`, on either Keras (the run's
+  :class:`~sbp_tf.training.frameworks.Framework` holds what differs)."""
+  del cfg  # one set of phases for every framework
   return PHASES
 
 
 def check_strategy(cfg, strategy) -> None:
   """Raises ValueError when ``cfg.framework`` cannot run under ``strategy``
   (keras3: one device only), before anything is written."""
-  if cfg.get("framework", "tf_keras") == "keras3":
-    from sbp_tf.training import phases_keras3  # pylint: disable=g-import-not-at-top
-    phases_keras3.check_strategy(strategy)
+  frameworks.of(cfg).check_strategy(strategy)
 
 
 def run(config, workdir, *, strategy=None, overwrite: bool = False

@@ -16,7 +16,6 @@ from sbp_tf import experiment
 from sbp_tf import keras3
 from sbp_tf import pruning
 from sbp_tf.compat import tf
-from sbp_tf.training import phases_keras3
 from sbp_tf.training import workdir as wd_lib
 
 from experiment_testlib import sparsity_events, tiny_config
@@ -131,18 +130,18 @@ def test_keras3_kill_and_resume_reproduces_the_uninterrupted_run(
   cfg = k3_config(epochs=2, steps_per_epoch=5)
   cfg.dataset.augment, cfg.dataset.limit_train = True, 448
   full = experiment.run(cfg, tmp_path / "full")
-  original = phases_keras3.EpochCheckpoint.on_epoch_end
+  original = cb_lib.EpochCheckpointLogic.on_epoch_end
 
   def stop_after_epoch_1(self, epoch, logs=None):
     original(self, epoch, logs)
     if epoch + 1 == 1:
       raise _Interrupted()
 
-  monkeypatch.setattr(phases_keras3.EpochCheckpoint, "on_epoch_end",
+  monkeypatch.setattr(cb_lib.EpochCheckpointLogic, "on_epoch_end",
                       stop_after_epoch_1)
   with pytest.raises(_Interrupted):
     experiment.run(cfg, tmp_path / "resumed")
-  monkeypatch.setattr(phases_keras3.EpochCheckpoint, "on_epoch_end", original)
+  monkeypatch.setattr(cb_lib.EpochCheckpointLogic, "on_epoch_end", original)
   assert wd_lib.Workdir(tmp_path / "resumed").state()["epochs_done"] == 1
   resumed = experiment.run(cfg, tmp_path / "resumed")
   assert resumed["resumed_from_epoch"] == 1 and resumed["epochs_done"] == 2

@@ -19,13 +19,10 @@ alone on a :class:`Run`::
 * :func:`export`: the sparse TFLite file, when ``config.export_tflite``.
 * :func:`record`: results.json and the finished state, written last.
 
-The Keras 3 phases (:mod:`sbp_tf.training.phases_keras3`,
-``config.framework = "keras3"``) reuse these: open_workdir and record as
-they are; build, obtain_masks, prune_at_init and export with their
-framework hooks (``make_model``, ``prune``/``validate``, ``prune_fn``,
-``to_tflite``); and the framework-free helpers :func:`open_checkpoints`,
-:func:`restore_newest_intact`, :func:`tensorboard`, :func:`fit_model` and
-:func:`final_metrics`.
+The same phases run both Keras paths: what differs between tf_keras
+(tfmot wrappers) and Keras 3 (masks as kernel constraints) is the run's
+:class:`sbp_tf.training.frameworks.Framework` (``config.framework``), a
+dozen hooks; everything else here is written once.
 """
 
 import dataclasses
@@ -40,8 +37,8 @@ from sbp_tf import config as sbp_config
 from sbp_tf import data as sbp_data
 from sbp_tf import log
 from sbp_tf import pruning
-from sbp_tf import tfmot as sbp_tfmot
-from sbp_tf.compat import keras, tf
+from sbp_tf.compat import tf
+from sbp_tf.training import frameworks
 from sbp_tf.training import report as report_lib
 from sbp_tf.training import setup
 from sbp_tf.training import summaries
@@ -69,6 +66,11 @@ class Run:
   fit_s: float = 0.0
   stripped: Any = None
   metrics: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  @property
+  def framework(self) -> frameworks.Framework:
+    """The hooks of ``cfg.framework`` (tf_keras or Keras 3)."""
+    return frameworks.of(self.cfg)
 
 
 def open_workdir(run: Run) -> Optional[Dict[str, Any]]:
@@ -115,27 +117,22 @@ def open_workdir(run: Run) -> Optional[Dict[str, Any]]:
 
 def final_models(cfg) -> tuple:
   """The model files a finished run of ``cfg.framework`` holds."""
-  if cfg.get("framework", "tf_keras") == "keras3":
-    return ("model.keras",)  # masks inside, no wrappers
-  return ("model_wrapped.keras", "model.keras")
+  return frameworks.of(cfg).final_models
 
 
-def build(run: Run, *, make_model=None) -> None:
-  """Builds the model and the test data, then creates the workdir.
+def build(run: Run) -> None:
+  """Builds the model (the framework's zoo, seeded) and the test data, then
+  creates the workdir.
 
   Bad model options and missing data (a wrong data_dir included) fail
-  before anything is written. ``make_model(cfg, info)`` replaces the
-  tf_keras builder (seeded here) with another framework's (seeding itself).
+  before anything is written.
   """
   cfg = run.cfg
   info = sbp_data.info(cfg.dataset.name)
   run.batch = setup.global_batch(cfg, run.strategy)
-  if make_model is None:
-    keras.utils.set_random_seed(cfg.seed)
-    make_model = setup.build_model
   try:
     with run.strategy.scope():
-      run.model = make_model(cfg, info)
+      run.model = run.framework.build_model(cfg, info)
   except (ValueError, TypeError) as e:  # the builder's own option checks
     text = (str(e).strip().splitlines() or [""])[0]
     fix = "" if "Fix:" in text else (" Fix: correct --config.model.options."
@@ -152,13 +149,12 @@ def build(run: Run, *, make_model=None) -> None:
   run.wd.create(cfg)
 
 
-def obtain_masks(run: Run, *, prune=None, validate=None) -> None:
+def obtain_masks(run: Run) -> None:
   """Loads masks.npz of an interrupted run, or prunes at init.
 
   Pruning writes masks.npz, the per-layer report and prune_diagnostics.json.
   A resumed run without masks.npz but with checkpoints is refused: it is
-  never re-pruned silently. ``prune(run) -> PruneResult`` and
-  ``validate(model, masks)`` replace the tf_keras ones (another framework).
+  never re-pruned silently.
   """
   wd, state = run.wd, run.wd.state()
   path = wd / "masks.npz"
@@ -172,15 +168,12 @@ def obtain_masks(run: Run, *, prune=None, validate=None) -> None:
         "(overwrite=True) to start over.")
   if run.resumed and path.exists():
     run.masks = _load_masks(path)
-    if validate is None:
-      run.masks.validate(run.model)
-    else:
-      validate(run.model, run.masks)
+    run.masks.validate(run.model, kit=run.framework.kit)
     log.say(f"resuming {wd.path} after epoch {state['epochs_done']} "
             f"(masks from masks.npz, density {run.masks.density():.4f})")
     return
   run.resumed = False
-  result = (prune or prune_at_init)(run)
+  result = prune_at_init(run)
   run.masks = result.masks
   run.masks.save(str(path))
   report_lib.write_reports(run.masks, wd.path, "prune_report",
@@ -199,25 +192,19 @@ def _load_masks(path) -> pruning.Masks:
         "over.") from None
 
 
-def prune_at_init(run: Run, *, prune_fn=None) -> pruning.PruneResult:
-  """``pruning.prune`` of ``run.model`` as ``config.prune`` says, on
-  training batches of the global batch size (single-device masks).
-
-  ``prune_fn`` (e.g. ``sbp_tf.keras3.prune``: same arguments, its own
-  default loss, one device) replaces ``pruning.prune``.
-  """
+def prune_at_init(run: Run) -> pruning.PruneResult:
+  """The framework's ``prune`` of ``run.model`` as ``config.prune`` says, on
+  training batches of the global batch size (single-device masks)."""
   cfg, p = run.cfg, run.cfg.prune
   data, _ = setup.load(cfg, "train", p.batch_size or run.batch, shuffle=True,
                        augment=False, limit=cfg.dataset.limit_train)
   kw = dict(scope=p.scope, num_batches=p.num_batches, rescale=p.rescale,
             rounds=p.rounds, seed=cfg.seed, keep_first=p.keep_first,
             keep_last=p.keep_last, on_collapse=p.on_collapse,
-            **setup.method_options(cfg))
-  if prune_fn is None:
-    prune_fn = pruning.prune
-    kw.update(loss=pruning.default_loss(), strategy=run.strategy)
+            **setup.method_options(cfg), **run.framework.prune_kw(run))
   t0 = time.time()
-  result = prune_fn(run.model, p.method, p.sparsity, data=data, **kw)
+  result = run.framework.prune(run.model, p.method, p.sparsity, data=data,
+                               **kw)
   log.say(f"pruned {cfg.model.name} with {p.method} to sparsity "
           f"{1 - result.masks.density():.4f} in {time.time() - t0:.1f} s")
   return result
@@ -245,23 +232,26 @@ def at_init_diagnostics(result) -> Dict[str, Any]:
 
 
 def prepare_training(run: Run) -> None:
-  """Wraps for tfmot, compiles, builds the optimizer's slots, and restores
-  the newest intact checkpoint (resume) or writes the pruned init."""
-  cfg = run.cfg
+  """Keeps the masks (tfmot wrappers / Keras 3 constraints), compiles,
+  builds the optimizer's slots, and restores the newest intact checkpoint
+  (resume) or writes the pruned init."""
+  cfg, fw = run.cfg, run.framework
+  K = fw.keras
   with run.strategy.scope():
-    run.wrapped = sbp_tfmot.wrap(run.model, run.masks)
+    run.wrapped = fw.keep_masks(run.model, run.masks)
     if cfg.train.weight_decay_mode == "l2":
-      setup.add_l2(run.wrapped, cfg.train.weight_decay)
+      fw.add_l2(run.wrapped, cfg.train.weight_decay)
     run.wrapped.compile(
-        optimizer=setup.make_optimizer(cfg), loss=pruning.default_loss(),
-        metrics=["accuracy", keras.metrics.SparseCategoricalCrossentropy(
+        optimizer=setup.make_optimizer(cfg, optimizers=K.optimizers),
+        loss=pruning.default_loss(K=K),
+        metrics=["accuracy", K.metrics.SparseCategoricalCrossentropy(
             from_logits=True, name="xent")])
     # Slots exist before restore, so momentum is restored, not re-zeroed.
     opt = run.wrapped.optimizer
     getattr(opt, "inner_optimizer", opt).build(run.wrapped.trainable_variables)
   open_checkpoints(run, run.wrapped, run.wrapped.optimizer,
-                   targets=pruning.prunable_targets(run.wrapped),
-                   held_masks=lambda: sbp_tfmot.masks_of(run.wrapped))
+                   targets=fw.targets(run.wrapped),
+                   held_masks=lambda: fw.held_masks(run.wrapped))
 
 
 def open_checkpoints(run: Run, model, optimizer, *, targets=None,
@@ -365,16 +355,18 @@ def check_masks_match(run: Run, targets, held=None) -> None:
 
 
 def fit(run: Run) -> None:
-  """``model.fit`` from ``run.initial_epoch`` to ``train.epochs``: tfmot's
-  step callback, the step learning-rate decay, TensorBoard if installed and
-  the per-epoch checkpoint (checkpoint, then metrics row, then state)."""
-  t = run.cfg.train
-  callbacks = list(sbp_tfmot.callbacks()) + [
-      cb_lib.StepDecay(t.lr, t.epochs, t.lr_decay_at, t.lr_decay_factor)]
-  callbacks += tensorboard(run, keras, {
-      x.key: x.variable for x in pruning.prunable_targets(run.wrapped)})
-  callbacks.append(cb_lib.EpochCheckpoint(run.wd, run.manager, t.epochs,
-                                          _kernels(run.wrapped)))
+  """``model.fit`` from ``run.initial_epoch`` to ``train.epochs``: the
+  framework's step callbacks (tfmot's), the step learning-rate decay,
+  TensorBoard if installed and the per-epoch checkpoint (checkpoint, then
+  metrics row, then state)."""
+  t, fw = run.cfg.train, run.framework
+  step_decay, epoch_checkpoint = cb_lib.for_keras(fw.keras)
+  targets = fw.targets(run.wrapped)
+  callbacks = fw.step_callbacks() + [
+      step_decay(t.lr, t.epochs, t.lr_decay_at, t.lr_decay_factor)]
+  callbacks += tensorboard(run, fw.keras, {x.key: x.variable for x in targets})
+  callbacks.append(epoch_checkpoint(run.wd, run.manager, t.epochs,
+                                    [x.variable for x in targets]))
   fit_model(run, run.wrapped, callbacks)
 
 
@@ -413,17 +405,18 @@ def fit_model(run: Run, model, callbacks) -> None:
   run.fit_s = time.time() - t_fit
 
 
-def _kernels(model):
-  return [x.variable for x in pruning.prunable_targets(model)]
-
-
 def finalize(run: Run) -> None:
-  """Evaluates on the test split, fills ``run.metrics`` and saves the wrapped
-  and stripped models (model_wrapped.keras, model.keras)."""
+  """Evaluates on the test split, fills ``run.metrics`` and saves the final
+  models: model.keras (stripped; on Keras 3 the masks stay inside as
+  constraints) and, on tf_keras, the wrapped model_wrapped.keras."""
+  fw = run.framework
   ev = run.wrapped.evaluate(run.test_ds, verbose=0, return_dict=True)
-  run.stripped = sbp_tfmot.strip(run.wrapped)
-  m = final_metrics(run, ev, _kernels(run.wrapped))
-  run.wrapped.save(str(run.wd / "model_wrapped.keras"))
+  run.stripped = fw.strip(run.wrapped)
+  m = final_metrics(run, ev, [x.variable for x in fw.targets(run.wrapped)])
+  if fw.name != "tf_keras":  # (tf_keras results stay as they always were)
+    m["framework"] = fw.name
+  if "model_wrapped.keras" in fw.final_models:
+    run.wrapped.save(str(run.wd / "model_wrapped.keras"))
   run.stripped.save(str(run.wd / "model.keras"))
   run.metrics.update(m)
 
@@ -471,21 +464,14 @@ def best_epoch_accuracy(rows) -> Dict[str, Any]:
   return dict(best_test_accuracy=float(best), best_epoch=int(epoch))
 
 
-def export(run: Run, *, to_tflite=None) -> None:
+def export(run: Run) -> None:
   """Writes model.tflite (sparse, outputs verified) when
-  ``config.export_tflite``; a converter gap is reported, never fatal.
-
-  ``to_tflite(model, path) -> {bytes, verified, max_abs_diff, ...}``
-  replaces the tf_keras exporter (another framework).
-  """
+  ``config.export_tflite``; a converter gap is reported, never fatal."""
   if not run.cfg.export_tflite:
     return
-  if to_tflite is None:
-    from sbp_tf import export as export_lib  # pylint: disable=g-import-not-at-top
-    to_tflite = export_lib.export_for_run
   path = run.wd / "model.tflite"
   try:
-    rep = to_tflite(run.stripped, str(path))
+    rep = run.framework.to_tflite(run.stripped, str(path))
     run.metrics.update(tflite=str(path), tflite_bytes=int(rep["bytes"]),
                        tflite_verified=bool(rep["verified"]),
                        tflite_max_abs_diff=float(rep["max_abs_diff"]))
