@@ -204,8 +204,10 @@ def build_input_shape(model):
   a dict of shapes). A subclassed model records its inputs nowhere else
   when it was built without being called.
   """
-  # Set by Layer._maybe_build (first call) and by Model.build.
+  # tf_keras: set by Layer._maybe_build (first call) and by Model.build.
   shape = getattr(model, "_build_input_shape", None)
+  if shape is None:
+    shape = _keras3_build_shape(model)
   if shape is None:
     return None
   if _is_shape(shape):
@@ -213,6 +215,24 @@ def build_input_shape(model):
   if isinstance(shape, dict):
     return {k: tf.TensorShape(v) for k, v in shape.items()}
   return [tf.TensorShape(v) for v in shape]
+
+
+def _keras3_build_shape(model):
+  """A Keras 3 model's recorded build shape (its public ``get_build_config``:
+  the first call's input shapes, or those given to ``build``), batch
+  dimension None, or None. tf_keras models answer through
+  ``_build_input_shape`` above."""
+  if keras_family(model) != "keras3" or not getattr(model, "built", False):
+    return None
+  shape = (model.get_build_config() or {}).get("input_shape")
+  if shape is None:
+    return None
+  unbatched = lambda s: (None,) + tuple(s)[1:]  # the call's batch: any
+  if _is_shape(shape):
+    return unbatched(shape)
+  if isinstance(shape, dict):
+    return {k: unbatched(v) for k, v in shape.items()}
+  return [unbatched(v) for v in shape]
 
 
 def call_spec(model):

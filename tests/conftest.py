@@ -1,5 +1,6 @@
-"""Test-wide set-up: Keras 2 before TensorFlow, a data-folder fixture, and
-the opt-in ``heavy`` marker (skipped unless ``SBP_TF_HEAVY_TESTS=1``)."""
+"""Test-wide set-up: Keras 2 before TensorFlow, a data-folder fixture, the
+``path`` fixture (a test taking it runs once per Keras path), and the opt-in
+``heavy`` marker (skipped unless ``SBP_TF_HEAVY_TESTS=1``)."""
 
 import os
 import pathlib
@@ -41,3 +42,11 @@ def pytest_collection_modifyitems(config, items):
   for item in items:
     if "heavy" in item.keywords:
       item.add_marker(skip)
+
+
+@pytest.fixture(params=("tf_keras", "keras3"))
+def path(request):
+  """One Keras path (``paths_testlib.Path``): a test taking it runs once on
+  tf_keras and once on Keras 3, as Keras runs its suite per backend."""
+  import paths_testlib  # pylint: disable=import-outside-toplevel
+  return paths_testlib.Path(request.param)

@@ -14,7 +14,10 @@ projections share one ``kernel_constraint`` in its config: there a
 model keeps enforcing them (``import sbp_tf.keras3`` first registers
 ``sbp_tf_keras3>MaskConstraint``). Weights-only checkpoints
 (``.weights.h5``, ``tf.train.Checkpoint``) hold the zeros; the masks live in
-the model they are loaded into.
+the model they are loaded into. So do those of a subclassed model: its
+config is what its own ``get_config`` returns, not its layers' configs, so
+its ``.keras`` file holds the zeros but not the masks (:func:`mask` warns;
+mask the loaded model again).
 
 Usage::
 
@@ -26,10 +29,13 @@ Usage::
 """
 
 import base64
+import warnings
 import zlib
 from typing import Mapping
 
 import numpy as np
+
+from sbp_tf import compat
 
 from sbp_tf.keras3.kit import KERAS3
 from sbp_tf.keras3._runtime import PACKAGE, check_model, keras
@@ -167,6 +173,20 @@ def _mask_shared(targets, m) -> None:
     owner._kernel_constraint = SharedMasks(masks, inner=inner)  # pylint: disable=protected-access
 
 
+def _warn_if_subclassed(model) -> None:
+  """A subclassed model's ``.keras`` file cannot carry the masks (module
+  doc): say so where they are set, with the fix."""
+  if compat.is_graph_network(model) or isinstance(model, keras.Sequential):
+    return
+  warnings.warn(
+      f"keras3.mask: {model.name!r} is a subclassed model; its layers' "
+      "constraints (the masks) are not part of its config, so a .keras file "
+      "of it holds the zeros but not the masks. Fix: save the masks "
+      "(Masks.save) and call keras3.mask(loaded_model, Masks.load(path)) "
+      "after loading, or build the model with the functional API.",
+      UserWarning, stacklevel=3)
+
+
 def _retrace(model) -> None:
   """Drops a traced train step: constraints are read when it is traced."""
   if getattr(model, "train_function", None) is not None:
@@ -191,6 +211,10 @@ def mask(model, masks: Mapping[str, np.ndarray]) -> Masks:
 
   Raises:
     ValueError: a key or shape that does not fit ``model`` (nothing changed).
+
+  Warns:
+    UserWarning: ``model`` is subclassed, so its ``.keras`` file will not
+      carry the masks (module doc).
   """
   check_model(model, "keras3.mask")
   m = masks if isinstance(masks, Masks) else Masks(masks)
@@ -207,6 +231,7 @@ def mask(model, masks: Mapping[str, np.ndarray]) -> Masks:
     t.variable.constraint = c               # applied by the optimizer
   _mask_shared(targets, m)  # attention: the owner's config holds them
   _retrace(model)
+  _warn_if_subclassed(model)
   return m
 
 
