@@ -486,3 +486,28 @@ def test_zoo_grasp_without_batch_norm_selects_identical_masks():
   for k in r2.masks:
     np.testing.assert_array_equal(r3.scores[k], r2.scores[k], err_msg=k)
     np.testing.assert_array_equal(r3.masks[k], r2.masks[k], err_msg=k)
+
+
+@pytest.mark.slow
+def test_synflow_on_efficientnet_matches_tf_keras():
+  # SynFlow on EfficientNetB0: its squeeze-excitation blocks multiply a
+  # feature map by a function of itself, so the plain linearized network's
+  # R is a polynomial whose degree doubles at each of the 16 gated blocks
+  # and overflowed even float64 on Keras 3 (R = inf). The gates are
+  # pass-through on both paths (pruning.state.linearize_activations):
+  # every layer gets finite, nonzero scores, the same on both paths.
+  k2, k3 = _pair("efficientnetb0")
+  r3 = keras3.prune(k3, "synflow", 0.9, rounds=1, on_collapse="ignore")
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    r2 = pruning.prune(k2, "synflow", 0.9, rounds=1, on_collapse="ignore")
+  assert len(r3.scores) == 82
+  for key, s in r3.scores.items():
+    assert np.all(np.isfinite(s)) and np.any(s > 0), key
+  # The same linearization, both in float64: the same scores bit for bit,
+  # so the same masks.
+  assert list(r3.scores) == list(r2.scores)
+  for key in r2.scores:
+    np.testing.assert_array_equal(r3.scores[key], r2.scores[key], err_msg=key)
+    np.testing.assert_array_equal(r3.masks[key], r2.masks[key], err_msg=key)
+  assert r3.masks.kept() == r2.masks.kept() == round(0.1 * r2.masks.size())

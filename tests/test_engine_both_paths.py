@@ -1,13 +1,12 @@
 """The pruning engine's checks behave the same on both Keras paths, and no
 model makes them fail silently (issue 21, items 1, 3, 4, 5, 8, 9).
 
-Each test runs once per path (``kit``: ``tf_keras`` through
-:mod:`sbp_tf.pruning`, ``keras3`` through :mod:`sbp_tf.keras3`) on the same
-architecture built from that path's Keras, as Keras runs its suite once per
-backend.
+Each test taking ``path`` (the conftest fixture, :class:`paths_testlib.Path`)
+runs once per path (``tf_keras`` through :mod:`sbp_tf.pruning`, ``keras3``
+through :mod:`sbp_tf.keras3`) on the same architecture built from that
+path's Keras, as Keras runs its suite once per backend.
 """
 
-import functools
 import warnings
 
 import keras as keras3_module
@@ -16,31 +15,8 @@ import pytest
 
 from sbp_tf import keras3, pruning
 from sbp_tf.compat import keras as keras2_module
-from sbp_tf.keras3.kit import KERAS3
-from sbp_tf.pruning import rounds, steps
+from sbp_tf.pruning import rounds
 from paths_testlib import pos_embedding
-
-KITS = ("tf_keras", "keras3")
-
-
-class _Path:
-  """One Keras path's module and pruning entry points."""
-
-  def __init__(self, name):
-    self.name = name
-    self.keras = keras2_module if name == "tf_keras" else keras3_module
-    k3 = name == "keras3"
-    self.prune = keras3.prune if k3 else pruning.prune
-    self.score = keras3.score if k3 else pruning.score
-    self.targets = keras3.prunable_targets if k3 else pruning.prunable_targets
-    self.connectivity = (functools.partial(pruning.connectivity, kit=KERAS3)
-                         if k3 else pruning.connectivity)
-    self.diagnose = keras3.diagnose if k3 else pruning.diagnose
-
-
-@pytest.fixture(params=KITS)
-def path(request):
-  return _Path(request.param)
 
 
 def _vit_like(K):
@@ -243,17 +219,13 @@ def test_keras3_masks_on_rnn_embedding_and_attention_hold_through_fit():
 
 def test_unprunable_custom_weights_are_listed_on_both_paths(path):
   model = _vit_like(path.keras)
-  if path.name == "keras3":
-    from sbp_tf.keras3.targets import unprunable_layers  # pylint: disable=import-outside-toplevel
-  else:
-    unprunable_layers = pruning.unprunable_layers
-  assert unprunable_layers(model) == [
+  assert path.unprunable_layers(model) == [
       dict(layer="pos", type="PosEmbedding", weights=64)]
 
 
-def test_diagnose_reports_first_and_last_layers():
-  model = _squeeze_excite(keras2_module)
-  diag = steps.diagnose(model, _ones(model, _Path("tf_keras")))
+def test_diagnose_reports_first_and_last_layers(path):
+  model = _squeeze_excite(path.keras)
+  diag = path.diagnose(model, _ones(model, path))
   assert diag["edge_layers"] == ["stem/kernel", "head/kernel"]
 
 
@@ -292,11 +264,8 @@ def test_export_verifies_on_both_paths(path, family, tmp_path):
     result = path.prune(model, "magnitude", 0.8)
   if path.name == "keras3":
     keras3.mask(model, result.masks)
-    export = keras3.export
-  else:
-    from sbp_tf import export  # pylint: disable=import-outside-toplevel
-  r = export.to_tflite(model, tmp_path / "m.tflite", compare_dense=False,
-                       time_runs=0)
+  r = path.export.to_tflite(model, tmp_path / "m.tflite",
+                            compare_dense=False, time_runs=0)
   assert r["verified"], r
   assert r["num_sparse_tensors"] >= 1 or r["sparse_fallback"]
   if family == "two_io":

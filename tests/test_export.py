@@ -118,6 +118,39 @@ def test_bad_arguments(tmp_path, inputs):
   assert not os.path.exists(tmp_path / "a.tflite")
 
 
+def test_pruned_zoo_model_exports_sparse_and_matches_keras(path, tmp_path):
+  # Either Keras: its masks kept as that path keeps them, the file sparse,
+  # verified against the model, timed.
+  model = path.models.build("resnet_cifar", 10, (8, 8, 3), depth=8,
+                            stable=True, width_multiplier=0.5, seed=0)
+  result = path.prune(model, "magnitude", 0.9)
+  kept, _ = path.keep(model, result.masks)
+  x = np.random.default_rng(0).normal(size=(8, 8, 8, 3)).astype("float32")
+  r = path.export.to_tflite(kept, tmp_path / "m.tflite",
+                            representative_data=x, time_runs=2)
+  assert r["verified"] and r["max_abs_diff"] <= r["tolerance"] <= 1e-3
+  assert r["top1_agreement"] == 1.0
+  # Conv/Dense kernels stored sparse: the file is a fraction of the dense one.
+  assert r["num_sparse_tensors"] >= 5
+  assert r["size_ratio"] < 0.5, r["size_ratio"]
+  assert (tmp_path / "m.tflite").stat().st_size == r["bytes"]
+  assert r["latency_ms"] > 0
+
+
+def test_unknown_quantization_is_refused(path):
+  K = path.keras
+  m = K.Sequential([K.Input((4,)), K.layers.Dense(2)])
+  with pytest.raises(ValueError, match="quantize='int4' is not supported"):
+    path.export.convert(m, quantize="int4")
+
+
+def test_keras3_export_refuses_tf_keras_models(tmp_path):
+  from sbp_tf import keras3  # pylint: disable=g-import-not-at-top
+  with pytest.raises(TypeError, match="tf_keras"):
+    keras3.export.to_tflite(_dense(0), tmp_path / "m.tflite")
+  assert not (tmp_path / "m.tflite").exists()
+
+
 # ------------------------------------------------------------ the steps
 
 
