@@ -163,6 +163,35 @@ def test_build_input_shape_of_a_subclassed_model():
       "b": tf.TensorSpec([None, 4], tf.float32, name="b")}
 
 
+def test_build_input_shape_of_a_keras3_subclassed_model():
+  # Keras 3 records it in its public build config: the first call's shapes
+  # (batch dimension made None: any batch) or those given to build.
+  import keras as keras3  # pylint: disable=g-import-not-at-top
+  from sbp_tf import compat  # pylint: disable=g-import-not-at-top
+
+  class Sub(keras3.Model):
+
+    def __init__(self):
+      super().__init__()
+      self.d = keras3.layers.Dense(2)
+
+    def call(self, x):
+      if isinstance(x, dict):
+        return self.d(keras3.ops.concatenate([x["a"], x["b"]], -1))
+      return self.d(x)
+
+  assert compat.build_input_shape(Sub()) is None
+  assert compat.call_spec(Sub()) is None
+  called = Sub()
+  called({"a": np.ones((3, 2), "float32"), "b": np.ones((3, 4), "float32")})
+  assert compat.build_input_shape(called) == {
+      "a": tf.TensorShape([None, 2]), "b": tf.TensorShape([None, 4])}
+  one = Sub()
+  one(np.ones((3, 5), "float32"))
+  assert compat.build_input_shape(one) == tf.TensorShape([None, 5])
+  assert compat.call_spec(one) == tf.TensorSpec([None, 5], tf.float32)
+
+
 def test_functional_class_is_the_class_of_functional_models():
   from sbp_tf import compat  # pylint: disable=g-import-not-at-top
   assert type(_functional()) is compat.functional_class()  # pylint: disable=unidiomatic-typecheck

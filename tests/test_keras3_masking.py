@@ -1,6 +1,7 @@
 """Masks hold in a plain Keras 3 model.fit, in .keras files and checkpoints."""
 
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -150,3 +151,34 @@ def test_masks_file_is_shared_with_the_tf_keras_path(tmp_path):
   loaded = keras3.Masks.load(path)
   keras3.mask(model, loaded)
   assert keras3.masks_of(model).kept() == masks.kept()
+
+
+def test_masking_a_subclassed_model_warns_that_its_file_holds_no_masks(
+    tmp_path):
+  class Sub(keras.Model):
+
+    def __init__(self, **kwargs):
+      super().__init__(**kwargs)
+      self.d = keras.layers.Dense(3, name="d")
+
+    def call(self, x):
+      return self.d(x)
+
+  model = Sub(name="sub")
+  model(np.ones((2, 4), "float32"))
+  m = np.zeros((4, 3), "float32")
+  m[0] = 1.0
+  with pytest.warns(UserWarning, match=r"'sub' is a subclassed model.*holds "
+                    r"the zeros but not the masks. Fix: save the masks"):
+    keras3.mask(model, {"d/kernel": m})
+  assert list(keras3.masks_of(model)) == ["d/kernel"]  # enforced in memory
+  # What the warning says: the weights' zeros are saved, the masks are not.
+  model.save_weights(tmp_path / "w.weights.h5")
+  fresh = Sub(name="sub")
+  fresh(np.ones((2, 4), "float32"))
+  fresh.load_weights(tmp_path / "w.weights.h5")
+  assert np.all(fresh.d.kernel.numpy()[1:] == 0)
+  assert not keras3.masks_of(fresh)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # functional models carry their masks
+    keras3.mask(_model(), _random_masks(_model()))

@@ -46,7 +46,8 @@ def is_keras3(obj) -> bool:
 
 
 def check_model(model, where: str) -> None:
-  """Raises TypeError unless ``model`` is a built Keras 3 model.
+  """Raises TypeError unless ``model`` is a Keras 3 model, ValueError unless
+  it and its layers are built.
 
   A tf_keras (Keras 2) model is named as such: it belongs to sbp_tf's
   Keras 2 path (``sbp_tf.pruning``), not this one.
@@ -56,6 +57,14 @@ def check_model(model, where: str) -> None:
       raise ValueError(
           f"{where}: model {model.name!r} is not built, so its weights do "
           "not exist. Fix: call it on an input or build it with keras.Input.")
+    unbuilt = [l.name for l in model.layers if not l.built]
+    if unbuilt:  # Model.build of a subclassed model without its own build()
+      raise ValueError(
+          f"{where}: model {model.name!r} is marked built but its layers "
+          f"{unbuilt} are not, so their weights do not exist (Keras 3's "
+          "build(input_shape) of a subclassed model without a build() "
+          "method of its own creates none). Fix: call the model once on a "
+          "batch (model(x)) before pruning.")
     return
   mod = type(model).__module__ or ""
   if mod.startswith("tf_keras"):
