@@ -131,20 +131,25 @@ def test_batch_input_shape_round_trip():
   assert model.built and tuple(model.input_shape) == (None, 7)
 
 
-def test_build_input_shape_of_a_subclassed_model():
-  from sbp_tf import compat  # pylint: disable=g-import-not-at-top
+def _subclassed(K):
+  """A subclassed model class of Keras ``K`` taking a tensor or a dict."""
 
-  class Sub(keras.Model):
+  class Sub(K.Model):
 
     def __init__(self):
       super().__init__()
-      self.d = keras.layers.Dense(2)
+      self.d = K.layers.Dense(2)
 
     def call(self, x):
       if isinstance(x, dict):
         return self.d(tf.concat([x["a"], x["b"]], -1))
       return self.d(x)
+  return Sub
 
+
+def test_build_input_shape_of_a_subclassed_model():
+  from sbp_tf import compat  # pylint: disable=g-import-not-at-top
+  Sub = _subclassed(keras)  # pylint: disable=invalid-name
   unbuilt = Sub()
   assert compat.build_input_shape(unbuilt) is None
   built = Sub()
@@ -168,18 +173,7 @@ def test_build_input_shape_of_a_keras3_subclassed_model():
   # (batch dimension made None: any batch) or those given to build.
   import keras as keras3  # pylint: disable=g-import-not-at-top
   from sbp_tf import compat  # pylint: disable=g-import-not-at-top
-
-  class Sub(keras3.Model):
-
-    def __init__(self):
-      super().__init__()
-      self.d = keras3.layers.Dense(2)
-
-    def call(self, x):
-      if isinstance(x, dict):
-        return self.d(keras3.ops.concatenate([x["a"], x["b"]], -1))
-      return self.d(x)
-
+  Sub = _subclassed(keras3)  # pylint: disable=invalid-name
   assert compat.build_input_shape(Sub()) is None
   assert compat.call_spec(Sub()) is None
   called = Sub()

@@ -9,6 +9,7 @@ import pytest
 
 from sbp_tf import keras3
 from sbp_tf.keras3 import masking
+from paths_testlib import res_mlp
 
 
 def _model(seed=0):
@@ -155,30 +156,20 @@ def test_masks_file_is_shared_with_the_tf_keras_path(tmp_path):
 
 def test_masking_a_subclassed_model_warns_that_its_file_holds_no_masks(
     tmp_path):
-  class Sub(keras.Model):
-
-    def __init__(self, **kwargs):
-      super().__init__(**kwargs)
-      self.d = keras.layers.Dense(3, name="d")
-
-    def call(self, x):
-      return self.d(x)
-
-  model = Sub(name="sub")
-  model(np.ones((2, 4), "float32"))
-  m = np.zeros((4, 3), "float32")
+  sub = res_mlp(keras)
+  model = sub(name="sub")
+  model(np.ones((2, 8), "float32"))
+  m = np.zeros((8, 16), "float32")
   m[0] = 1.0
   with pytest.warns(UserWarning, match=r"'sub' is a subclassed model.*holds "
                     r"the zeros but not the masks. Fix: save the masks"):
-    keras3.mask(model, {"d/kernel": m})
-  assert list(keras3.masks_of(model)) == ["d/kernel"]  # enforced in memory
-  # What the warning says: the weights' zeros are saved, the masks are not.
-  model.save_weights(tmp_path / "w.weights.h5")
-  fresh = Sub(name="sub")
-  fresh(np.ones((2, 4), "float32"))
-  fresh.load_weights(tmp_path / "w.weights.h5")
-  assert np.all(fresh.d.kernel.numpy()[1:] == 0)
-  assert not keras3.masks_of(fresh)
+    keras3.mask(model, {"d1/kernel": m})
+  assert list(keras3.masks_of(model)) == ["d1/kernel"]  # enforced in memory
+  # What the warning says: the file has the zeros, not the masks.
+  model.save(tmp_path / "m.keras")
+  loaded = keras.saving.load_model(tmp_path / "m.keras")
+  assert np.all(loaded.d1.kernel.numpy()[1:] == 0)
+  assert not keras3.masks_of(loaded)
   with warnings.catch_warnings():
     warnings.simplefilter("error")  # functional models carry their masks
     keras3.mask(_model(), _random_masks(_model()))
