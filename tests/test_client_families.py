@@ -384,17 +384,15 @@ def test_saved_families_keep_their_zeros_in_a_fresh_process(saved):
 # for magnitude, random (same numbers, same tie rule) and SynFlow (float64
 # on both paths). sbp and grasp differentiate a float32 forward pass in
 # training mode, which the two Keras versions compute with different
-# kernels:
-#
-# * sbp: scores equal to ~1e-6 of the largest (float32 round-off), so the
-#   kept sets agree; compared on the overlap |K2 & K3| / |K2| >= 0.999.
-# * grasp without batch norm: bit-identical scores and masks (tested).
-# * grasp with batch norm: the Hessian-gradient product goes through batch
-#   norm's second derivative, which tf_keras takes through its fused op and
-#   Keras 3 through its unfused moments formula; measured on ResNet-14
-#   (quarter width, 8x8, BN) the scores differ by up to 2% of the largest and
-#   the kept sets overlap 98.2%. Asserted: overlap >= 0.97, scores within 5%
-#   of the largest, the same number kept.
+# kernels: equal up to float32 round-off. Measured (after GraSP's
+# second-order passes were traced unfused,
+# compat.unfused_normalization): kept sets 100% equal for both on FFNN and
+# ResNet-14 (BN), scores within 8.4e-7 (sbp) and 0 (grasp) of the largest.
+# Asserted, as before that fix (the tolerances are tightened separately):
+# sbp, and grasp without batch norm, overlap >= 0.999 and scores within
+# 1e-5; grasp with batch norm overlap >= 0.97 and scores within 5% (it was
+# 98.2% and 2% through the fused op's inexact second derivative);
+# grasp without batch norm bit-identical.
 
 ZOO = {
     "ffnn": ("ffnn", (8, 8, 1), dict(depth=3, width=32)),
