@@ -213,6 +213,9 @@ def prune_at_init(run: Run, *, prune_fn=None) -> pruning.PruneResult:
             rounds=p.rounds, seed=cfg.seed, keep_first=p.keep_first,
             keep_last=p.keep_last, on_collapse=p.on_collapse,
             **setup.method_options(cfg))
+  for field in ("scoring_mode", "count_rule"):  # None: prune's default
+    if p.get(field) is not None:
+      kw[field] = p[field]
   if prune_fn is None:
     prune_fn = pruning.prune
     kw.update(loss=pruning.default_loss(), strategy=run.strategy)
