@@ -321,3 +321,37 @@ def test_reference_options_give_the_reference_masks(kit, arch, bias, bn,
                       **opts)
   for k in want:
     np.testing.assert_array_equal(result.masks[k], want[k], err_msg=k)
+
+
+# --- config -------------------------------------------------------------
+
+def test_config_fields_reach_prune(shared_data, tmp_path, monkeypatch):
+  del shared_data  # the tiny run reads Fashion-MNIST
+  from sbp_tf import config as sbp_config  # pylint: disable=import-outside-toplevel
+  from sbp_tf import experiment  # pylint: disable=import-outside-toplevel
+  from sbp_tf.training import phases  # pylint: disable=import-outside-toplevel
+  from experiment_testlib import tiny_config  # pylint: disable=import-outside-toplevel
+  seen = {}
+
+  class Stop(Exception):
+    pass
+
+  def capture(model, method, sparsity, **kw):
+    seen.update(kw, method=method)
+    raise Stop
+
+  monkeypatch.setattr(phases.pruning, "prune", capture)
+  cfg = tiny_config()
+  cfg.prune.scoring_mode, cfg.prune.count_rule = "inference", "floor_pruned"
+  with pytest.raises(Stop):
+    experiment.run(cfg, tmp_path / "run")
+  assert (seen["scoring_mode"], seen["count_rule"]) == ("inference",
+                                                        "floor_pruned")
+  seen.clear()
+  with pytest.raises(Stop):  # unset: prune's own defaults apply
+    experiment.run(tiny_config(), tmp_path / "run2")
+  assert "scoring_mode" not in seen and "count_rule" not in seen
+  cfg.prune.count_rule = "floor"
+  with pytest.raises(sbp_config.ConfigError,
+                     match="prune.count_rule='floor' must be None"):
+    sbp_config.validate(cfg)
