@@ -68,7 +68,7 @@ def _net(path, arch, bias, bn, seed=0):
   model = (_cnn if arch == "cnn" else _mlp)(path.K, bias, bn)
   rng = np.random.default_rng(seed)
   for layer in model.layers:
-    if getattr(layer, "use_bias", False) and getattr(layer, "bias", None) is not None:
+    if getattr(layer, "use_bias", False) and layer.bias is not None:
       layer.bias.assign(rng.normal(0, 0.3, layer.bias.shape))
     if "BatchNormalization" in type(layer).__name__:
       n = layer.gamma.shape
@@ -326,11 +326,12 @@ def test_reference_options_give_the_reference_masks(kit, arch, bias, bn,
 # --- config -------------------------------------------------------------
 
 def test_config_fields_reach_prune(shared_data, tmp_path, monkeypatch):
+  # pylint: disable=import-outside-toplevel
   del shared_data  # the tiny run reads Fashion-MNIST
-  from sbp_tf import config as sbp_config  # pylint: disable=import-outside-toplevel
-  from sbp_tf import experiment  # pylint: disable=import-outside-toplevel
-  from sbp_tf.training import phases  # pylint: disable=import-outside-toplevel
-  from experiment_testlib import tiny_config  # pylint: disable=import-outside-toplevel
+  from sbp_tf import config as sbp_config
+  from sbp_tf import experiment
+  from sbp_tf.training import phases
+  from experiment_testlib import tiny_config
   seen = {}
 
   class Stop(Exception):

@@ -17,7 +17,9 @@ batches, each batch a mean over its examples):
   of the network with every weight replaced by ``|W|``, biases 0 and batch
   norm the identity, on one all-ones input (Tanaka et al. 2020), computed
   exactly in float64 (:class:`SynFlow`). Data-free; 100 rounds of the
-  exponential schedule by default.
+  exponential schedule by default; ``biases='abs'`` puts ``|b|`` and batch
+  norm's ``|parameters|`` in ``f_|W|`` instead (:mod:`conventions`).
+* ``obd``: ``0.5 * H_ii * W^2`` (Optimal Brain Damage), in :mod:`obd`.
 
 Usage::
 
@@ -379,7 +381,8 @@ class SynFlow(Method):
          f"synflow: R = {r} is not finite in {where}")
         + ("" if chain else ", and per-layer rescaling, which would fix it, "
            "changes the ranking of a network with skip connections or "
-           "merges (R is affine, not linear, in each kernel)")
+           "merges, or with biases='abs' (R is affine, not linear, in each "
+           "kernel)")
         + ". Fix: " + ("give every layer a get_config (a functional or "
                        "Sequential model of serializable layers), so synflow "
                        "runs on a float64 clone, or "

@@ -158,8 +158,8 @@ def select(importance: Mapping[str, np.ndarray], density: float,
               - sum(flat[k].size for k in dense))
     if budget < 0:
       raise ValueError(
-          f"Density {density:.4g} keeps {kept_count(total, density, count_rule)} "
-          "weights, "
+          f"Density {density:.4g} keeps "
+          f"{kept_count(total, density, count_rule)} weights, "
           f"fewer than the {total - sum(flat[k].size for k in pool)} of the "
           "layers kept dense. Fix: lower the sparsity or drop "
           "keep_first/keep_last.")
