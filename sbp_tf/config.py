@@ -87,6 +87,9 @@ def defaults() -> ml_collections.ConfigDict:
       keep_last=False,
       on_collapse="warn",
       batch_size=_ph(int),    # saliency batch (global); None = train batch
+      # Conventions (docs/pruning.md, "Conventions"); None = prune's default.
+      scoring_mode=_ph(str),  # 'training' (batch stats) | 'inference'
+      count_rule=_ph(str),    # 'round' | 'floor_pruned' (kept per round)
       # The method's own parameters (e.g. grasp's temperature), passed to
       # prune(..., **options); None = the method's default. One field per
       # parameter of any registered method.
@@ -331,6 +334,12 @@ def _check_prune(full, need) -> None:
        f"must be one of {pruning.SCOPES}")
   need(full["prune"]["on_collapse"] in pruning.ON_COLLAPSE,
        "prune.on_collapse", f"must be one of {pruning.ON_COLLAPSE}")
+  from sbp_tf.pruning import conventions  # pylint: disable=g-import-not-at-top
+  for field, values in (("scoring_mode", conventions.SCORING_MODES),
+                        ("count_rule", conventions.COUNT_RULES)):
+    v = full["prune"].get(field)
+    need(v is None or v in values, f"prune.{field}",
+         f"must be None (the default) or one of {values}")
 
 
 def _check_train(full, need) -> None:

@@ -376,3 +376,32 @@ def test_smoke_collapse_and_resume(tmp_path, shared_data):
                             out_dir=tmp_path / "out", max_cells=0,
                             reuse_table=False)
   assert none["pending"] == len(none["records"])
+
+
+def test_table2_has_the_papers_nine_rows():
+  from tools import paper_numbers
+  paper = [r[1] for r in paper_numbers.tables()["table2"]["rows"]
+           if r[0] == "ResNet32"]
+  assert len(paper) == 9  # no pruning, OBD, ..., SBP-SR
+  spec = rx.build("table2", "cpu", 1)
+  ours = [r.split(" / ", 1)[1] for r in spec.rows]
+  assert ours == paper + [rx.ABLATION_RESCALE]
+  by_row = {}
+  for c in spec.cells:
+    by_row.setdefault(c.row.split(" / ", 1)[1], []).append(c)
+  dense = by_row["no pruning"]
+  assert [c.col for c in dense] == ["all"]  # one run fills the row
+  assert dense[0].config["prune"]["sparsity"] == 0.0
+
+  def setting(name):
+    c = by_row[name][0].config
+    return (c["prune"]["method"], c["model"]["options"]["stable"],
+            c["prune"]["rescale"])
+  assert setting("GraSP-SR") == ("grasp", True, False)
+  assert setting("SBP-SR") == ("sbp", True, False)
+  assert setting("GraSP") == ("grasp", False, False)
+  assert setting("OBD") == ("obd", False, False)
+  # ResNet50 at paper scale: the paper prints no OBD / GraSP-SR rows there.
+  rows50 = [r for r in rx.build("table2", "paper", 1).rows
+            if r.startswith("ResNet50")]
+  assert "ResNet50 / OBD" not in rows50 and "ResNet50 / GraSP-SR" not in rows50

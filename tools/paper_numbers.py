@@ -39,6 +39,8 @@ EXPERIMENTS = tuple(SOURCES)
 _METHOD = {"SNIP (standard)": "SNIP", "SBP-SR (stable)": "SBP-SR",
            "SNIP": "SNIP", "SBP-SR": "SBP-SR", "GraSP": "GraSP",
            "SynFlow": "SynFlow", "Random": "Random", "Magnitude": "MBP",
+           "MBP": "MBP", "OBD": "OBD", "GraSP-SR": "GraSP-SR",
+           "no pruning": "no pruning",
            "EOC + rescaling": "EOC + rescaling"}
 _MODEL = {"3xVGG16": "3xVGG16"}
 

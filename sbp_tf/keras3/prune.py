@@ -50,12 +50,14 @@ diagnose = functools.partial(steps.diagnose, kit=KERAS3)
 def prune(model, method, sparsity, data=None, *, loss=None, loss_weights=None,
           scope="global", num_batches=1, rescale=False, rounds=None,
           seed=None, keep_first=False, keep_last=False, on_collapse="warn",
+          scoring_mode="training", count_rule="round",
           **method_options) -> PruneResult:
   """Prunes a Keras 3 ``model`` in place at initialization.
 
   Keeps exactly ``round((1 - sparsity) * N)`` of the ``N`` prunable weights
   (global scope) ranked by the method's score, ties broken by position.
-  Arguments as :func:`sbp_tf.pruning.prune` (no ``strategy``: one device).
+  Arguments as :func:`sbp_tf.pruning.prune` (no ``strategy``: one device),
+  ``scoring_mode`` and ``count_rule`` included.
 
   Returns:
     :class:`PruneResult` (``masks``, ``report``, ``scores``, ...).
@@ -72,12 +74,14 @@ def prune(model, method, sparsity, data=None, *, loss=None, loss_weights=None,
   targets, m, mode = checks.validate(
       model, method, sparsity, data, scope, num_batches, rescale, rounds,
       on_collapse, None, loss, method_options, loss_weights=loss_weights,
-      kit=KERAS3)
+      kit=KERAS3, scoring_mode=scoring_mode, count_rule=count_rule)
   return compose(KERAS3, model, m, targets, mode, sparsity, scope=scope,
                  rounds=rounds, keep_first=keep_first, keep_last=keep_last,
                  on_collapse=on_collapse, where=f"keras3.prune({m.name!r})",
+                 count_rule=count_rule,
                  fields=dict(data=data, loss=loss, loss_weights=loss_weights,
-                             num_batches=num_batches, seed=seed))
+                             num_batches=num_batches, seed=seed,
+                             scoring_mode=scoring_mode))
 
 
 __all__ = ["ON_COLLAPSE", "PruneResult", "SCOPES", "Scores", "apply",

@@ -10,7 +10,7 @@ Usage::
     scores = pruning.score(model, "sbp", data=(x, y))
     masks = pruning.select(scores, 0.9)
     pruning.apply(model, masks, rescale=True)
-    pruning.methods()   # ['grasp', 'magnitude', 'mbp', 'random', 'sbp', ...]
+    pruning.methods()   # ['grasp', 'magnitude', 'mbp', 'obd', 'random', ...]
 """
 
 from sbp_tf.pruning.targets import (  # noqa: F401
@@ -21,6 +21,7 @@ from sbp_tf.pruning.masks import Masks, Report  # noqa: F401
 from sbp_tf.pruning.scores import (  # noqa: F401
     Method, ScoreContext, register_method, methods, method_options,
     option_types)
+from sbp_tf.pruning import obd  # noqa: F401  (registers "obd")
 from sbp_tf.pruning.steps import (  # noqa: F401
     ON_COLLAPSE, SCOPES, Scores, apply, diagnose, score, select)
 from sbp_tf.pruning.prune import PruneResult, prune  # noqa: F401

@@ -12,6 +12,7 @@ import numpy as np
 
 from sbp_tf import compat
 from sbp_tf.compat import tf
+from sbp_tf.pruning import conventions
 from sbp_tf.pruning import kit as kit_lib
 from sbp_tf.pruning import rescale as rescale_lib
 from sbp_tf.pruning import saliency, steps
@@ -197,7 +198,8 @@ def check_data(model, data, loss, num_batches, loss_weights=None) -> None:
 
 def validate(model, method, sparsity, data, scope, num_batches, rescale,
              rounds, on_collapse, strategy, loss=None, method_options=None,
-             loss_weights=None, kit=None):
+             loss_weights=None, kit=None, scoring_mode="training",
+             count_rule="round"):
   """All of ``prune()``'s checks, for both Keras paths (``kit``, default
   tf_keras); returns ``(targets, method, mode)``."""
   kit = kit_lib.resolve(kit)
@@ -220,6 +222,8 @@ def validate(model, method, sparsity, data, scope, num_batches, rescale,
   check_int("num_batches", num_batches)
   if rounds is not None:
     check_int("rounds", rounds)
+  conventions.check_scoring_mode(scoring_mode)
+  conventions.check_count_rule(count_rule)
   if on_collapse not in steps.ON_COLLAPSE:
     raise ValueError(f"on_collapse={on_collapse!r} is not valid. Fix: use one "
                      f"of {steps.ON_COLLAPSE}.")

@@ -49,9 +49,10 @@ class Kit:
 def describe_loss(model, targets, fields) -> Dict:
   """Which loss each output got (the saliency's cached plan)."""
   from sbp_tf.pruning import saliency  # pylint: disable=import-outside-toplevel
-  plan = saliency.for_model(model, [t.variable for t in targets],
-                            fields.get("loss"), fields.get("strategy"),
-                            loss_weights=fields.get("loss_weights")).plan
+  plan = saliency.for_model(
+      model, [t.variable for t in targets], fields.get("loss"),
+      fields.get("strategy"), loss_weights=fields.get("loss_weights"),
+      training=fields.get("scoring_mode", "training") == "training").plan
   return dict(loss=plan.description, from_logits=plan.from_logits)
 
 

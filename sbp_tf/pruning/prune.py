@@ -59,7 +59,8 @@ class PruneResult:
 def prune(model, method, sparsity, data=None, *, loss=None, loss_weights=None,
           scope="global", num_batches=1, rescale=False, rounds=None, seed=None,
           keep_first=False, keep_last=False, on_collapse="warn",
-          strategy=None, **method_options) -> PruneResult:
+          strategy=None, scoring_mode="training", count_rule="round",
+          **method_options) -> PruneResult:
   """Prunes ``model`` in place at initialization.
 
   Keeps exactly ``round((1 - sparsity) * N)`` of the ``N`` prunable weights
@@ -89,6 +90,14 @@ def prune(model, method, sparsity, data=None, *, loss=None, loss_weights=None,
       the outputs are disconnected from the input.
     strategy: a tf.distribute strategy the model was built under; scores use
       the global batch, giving the single-device masks.
+    scoring_mode: ``'training'`` (the default: batch norm normalizes by the
+      scoring batch's statistics, dropout active) or ``'inference'`` (moving
+      statistics, dropout off; the reference implementation's default) for
+      the data-driven methods (sbp/snip, grasp, obd).
+    count_rule: weights kept per round: ``'round'`` (``round(d * N)``, the
+      default) or ``'floor_pruned'`` (``N - int((1 - d) * N)``, the
+      reference implementation's). Both conventions: :mod:`conventions`
+      and docs/pruning.md.
     **method_options: the method's own parameters (its constructor
       arguments, see :func:`method_options`), e.g. ``temperature=100.0``
       for grasp or ``precision='float32'`` for synflow.
@@ -107,19 +116,20 @@ def prune(model, method, sparsity, data=None, *, loss=None, loss_weights=None,
   """
   targets, m, mode = checks.validate(
       model, method, sparsity, data, scope, num_batches, rescale, rounds,
-      on_collapse, strategy, loss, method_options, loss_weights=loss_weights)
+      on_collapse, strategy, loss, method_options, loss_weights=loss_weights,
+      scoring_mode=scoring_mode, count_rule=count_rule)
   return compose(kit_lib.tf_keras(), model, m, targets, mode, sparsity,
                  scope=scope, rounds=rounds, keep_first=keep_first,
                  keep_last=keep_last, on_collapse=on_collapse,
-                 where=f"prune({m.name!r})",
+                 where=f"prune({m.name!r})", count_rule=count_rule,
                  fields=dict(data=data, loss=loss, loss_weights=loss_weights,
                              num_batches=num_batches, seed=seed,
-                             strategy=strategy))
+                             strategy=strategy, scoring_mode=scoring_mode))
 
 
 def compose(kit, model, m, targets, mode, sparsity, *, scope, rounds,
-            keep_first, keep_last, on_collapse, where, fields
-            ) -> PruneResult:
+            keep_first, keep_last, on_collapse, where, fields,
+            count_rule="round") -> PruneResult:
   """The composition behind both paths' ``prune()``, on checked arguments.
 
   ``rounds`` rounds of score (``kit``'s context) -> select at the
@@ -128,19 +138,22 @@ def compose(kit, model, m, targets, mode, sparsity, *, scope, rounds,
   (collapse, connectivity, critical sparsity; policy ``on_collapse``),
   applied (and rescaled with ``mode``) and reported; the model is left
   unchanged if anything raises. ``fields`` are the :class:`ScoreContext`
-  fields (data, loss, seed, ...); ``where`` names the call in warnings.
+  fields (data, loss, seed, scoring_mode, ...); ``where`` names the call in
+  warnings; ``count_rule`` is the kept count per round
+  (:func:`threshold.kept_count`).
   """
   rounds = rounds or m.default_rounds
   dense = rounds_lib.dense_keys([t.key for t in targets], keep_first,
                                 keep_last)
-  rounds_lib.check_dense_budget(targets, dense, scope, sparsity)
+  rounds_lib.check_dense_budget(targets, dense, scope, sparsity, count_rule)
   snap = state.snapshot(model)
   try:
     scores, masks = rounds_lib.iterate(
         lambda r, alive: steps.score_with(
             kit, m, model, targets, round_index=r, masks=alive, **fields),
         lambda masks: _zero_pruned(targets, masks),
-        schedule.exponential(1.0 - float(sparsity), rounds), scope, dense)
+        schedule.exponential(1.0 - float(sparsity), rounds), scope, dense,
+        count_rule=count_rule)
     state.restore(snap)  # undo scoring side effects (BN stats, rounds)
     diag = steps.diagnose(model, masks, scores, dense, kit=kit)
     if m.needs_data:  # the plan is cached with the traced saliency

@@ -74,27 +74,31 @@ def checked(m, raw, targets) -> Scores:
 
 
 def select_density(scores, density: float, *, scope="global", dense=(),
-                   alive=None) -> masks_lib.Masks:
-  """Masks keeping the top ``round(density * N)`` (see ``steps.select``)."""
+                   alive=None, count_rule: str = "round") -> masks_lib.Masks:
+  """Masks keeping the top ``round(density * N)`` (see ``steps.select``;
+  ``count_rule``: :func:`threshold.kept_count`)."""
   imp = scores.importance() if isinstance(scores, Scores) else scores
   return masks_lib.Masks(threshold.select(imp, density, scope, dense,
-                                          alive=alive))
+                                          alive=alive, count_rule=count_rule))
 
 
 def iterate(score_round: Callable, zero_pruned: Callable,
             densities: Sequence[float], scope: str = "global",
-            dense: Iterable[str] = ()) -> Tuple[Scores, masks_lib.Masks]:
+            dense: Iterable[str] = (), count_rule: str = "round"
+            ) -> Tuple[Scores, masks_lib.Masks]:
   """Scores and selects once per density of the schedule.
 
   ``score_round(r, alive)`` scores round ``r`` given the masks alive so far
   (None in round 0); between rounds ``zero_pruned(masks)`` zeroes the pruned
   weights, so the next round scores the pruned network (weights once pruned
-  are never revived). Returns the last round's scores and masks.
+  are never revived). Each round keeps :func:`threshold.kept_count` weights
+  under ``count_rule``. Returns the last round's scores and masks.
   """
   masks, scores = None, None
   for r, d in enumerate(densities):
     scores = score_round(r, masks)
-    masks = select_density(scores, d, scope=scope, dense=dense, alive=masks)
+    masks = select_density(scores, d, scope=scope, dense=dense, alive=masks,
+                           count_rule=count_rule)
     if r + 1 < len(densities):
       zero_pruned(masks)
   return scores, masks
@@ -105,15 +109,17 @@ def dense_keys(keys: Sequence[str], keep_first: bool, keep_last: bool):
   return {keys[i] for i, on in ((0, keep_first), (-1, keep_last)) if on}
 
 
-def check_dense_budget(targets, dense, scope, sparsity) -> None:
+def check_dense_budget(targets, dense, scope, sparsity,
+                       count_rule: str = "round") -> None:
   """keep_first/keep_last must fit in the global budget."""
   density = 1.0 - float(sparsity)
+  kept = threshold.kept_count
   n_total = sum(int(np.prod(t.variable.shape)) for t in targets)
   n_dense = sum(int(np.prod(t.variable.shape)) for t in targets
                 if t.key in dense)
-  if scope == "global" and threshold.kept_count(n_total, density) < n_dense:
+  if scope == "global" and kept(n_total, density, count_rule) < n_dense:
     raise ValueError(
-        f"sparsity={sparsity} keeps {threshold.kept_count(n_total, density)} "
+        f"sparsity={sparsity} keeps {kept(n_total, density, count_rule)} "
         f"weights but keep_first/keep_last alone keep {n_dense}. Fix: lower "
         "the sparsity or drop keep_first/keep_last.")
 

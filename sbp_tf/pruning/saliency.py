@@ -336,6 +336,29 @@ class Saliency:
       acc = out if acc is None else [a + o for a, o in zip(acc, out)]
     return acc
 
+  def hessian_vector_products(self, data, vectors: Sequence[Sequence],
+                              num_batches: int = 1,
+                              temperature: float = 1.0
+                              ) -> List[List[np.ndarray]]:
+    """``[H v for v in vectors]`` (float64), ``H = sum_b d^2 L_b / dW^2``.
+
+    Each ``v`` is one array per variable (``self.variables`` order). The
+    products run on the compiled ``H g`` step of :meth:`hessian_gradient`
+    with ``v`` in place of ``g`` (so loss plans, strategies and the float32
+    copy apply); the batches are read once, each one for every ``v``.
+    """
+    self._sync()
+    step = self._compiled("hg", self._hg_replica, temperature)
+    t = tf.constant(float(temperature), tf.float32)
+    vs = [[tf.constant(a, dtype=var.dtype) for a, var in zip(v, self.variables)]
+          for v in vectors]
+    acc = [None] * len(vs)
+    for x, y in self._batches(data, num_batches):
+      for i, v in enumerate(vs):
+        out = [o.numpy().astype(np.float64) for o in step(x, y, v, t)]
+        acc[i] = out if acc[i] is None else [a + o for a, o in zip(acc[i], out)]
+    return acc
+
   def gradient_and_hessian_gradient(self, data, num_batches: int = 1,
                                     temperature: float = 1.0):
     """``(g, H g)`` as :meth:`gradients` then :meth:`hessian_gradient`.

@@ -17,7 +17,9 @@ batches, each batch a mean over its examples):
   of the network with every weight replaced by ``|W|``, biases 0 and batch
   norm the identity, on one all-ones input (Tanaka et al. 2020), computed
   exactly in float64 (:class:`SynFlow`). Data-free; 100 rounds of the
-  exponential schedule by default.
+  exponential schedule by default; ``biases='abs'`` puts ``|b|`` and batch
+  norm's ``|parameters|`` in ``f_|W|`` instead (:mod:`conventions`).
+* ``obd``: ``0.5 * H_ii * W^2`` (Optimal Brain Damage), in :mod:`obd`.
 
 Usage::
 
@@ -37,7 +39,8 @@ import numpy as np
 
 from sbp_tf import compat
 from sbp_tf.compat import tf
-from sbp_tf.pruning import diagnostics, precision, saliency, state
+from sbp_tf.pruning import conventions, diagnostics, precision, saliency
+from sbp_tf.pruning import state
 from sbp_tf.pruning import kit as kit_lib
 from sbp_tf.pruning import targets as targets_lib
 from sbp_tf.pruning.targets import layer_targets
@@ -61,6 +64,8 @@ class ScoreContext:
     strategy: a ``tf.distribute.Strategy`` or None.
     loss_weights: weight of each output's loss (dict by name or list).
     kit: the Keras path's hooks (:mod:`sbp_tf.pruning.kit`; None: tf_keras).
+    scoring_mode: ``'training'`` (batch statistics) or ``'inference'``: the
+      forward pass the gradients differentiate (:mod:`conventions`).
   """
   model: object
   targets: List
@@ -73,15 +78,17 @@ class ScoreContext:
   strategy: object = None
   loss_weights: object = None
   kit: object = None
+  scoring_mode: str = "training"
 
   def weights(self) -> Dict[str, np.ndarray]:
     """Current kernel values (float64)."""
     return {t.key: t.variable.numpy().astype(np.float64) for t in self.targets}
 
   def _saliency(self):
-    return saliency.for_model(self.model, [t.variable for t in self.targets],
-                              loss=self.loss, strategy=self.strategy,
-                              loss_weights=self.loss_weights)
+    return saliency.for_model(
+        self.model, [t.variable for t in self.targets], loss=self.loss,
+        strategy=self.strategy, loss_weights=self.loss_weights,
+        training=conventions.training_flag(self.scoring_mode))
 
   def loss_plan(self) -> saliency.LossPlan:
     """Which loss (and ``from_logits``) each output gets; see
@@ -92,6 +99,15 @@ class ScoreContext:
     """``dL/dW`` summed over ``num_batches`` batches."""
     g = self._saliency().gradients(self.data, self.num_batches, temperature)
     return {t.key: a for t, a in zip(self.targets, g)}
+
+  def hessian_vector_products(self, vectors, temperature: float = 1.0):
+    """``[H v]`` (key -> array dicts) for each ``v`` (a key -> array dict),
+    ``H`` the Hessian of the loss summed over ``num_batches`` batches."""
+    keys = [t.key for t in self.targets]
+    out = self._saliency().hessian_vector_products(
+        self.data, [[v[k] for k in keys] for v in vectors], self.num_batches,
+        temperature)
+    return [dict(zip(keys, hv)) for hv in out]
 
   def gradient_and_hessian_gradient(self, temperature: float = 1.0):
     """``(g, H g)`` dicts, with ``H g`` by double backprop, ``g`` constant."""
@@ -256,7 +272,10 @@ class SynFlow(Method):
 
   ``f_|W|`` is the network in the :func:`state.linearized` state (every
   weight ``|w|``, biases 0, batch norm ``x / sqrt(1 + eps)``, activations
-  the identity) on one all-ones input, so ``R``, the sum of its outputs, is
+  the identity; with ``biases='abs'`` every bias and batch-norm parameter
+  and moving statistic ``|value|`` instead, batch norm in inference mode:
+  the reference implementation's linearization, :mod:`conventions`) on one
+  all-ones input, so ``R``, the sum of its outputs, is
   the sum over input-output paths ``p`` of the product of the ``|w|`` on
   ``p`` (``c_p`` collects the constants on it: pooling, Stable ResNet's
   ``1 / sqrt(L)``, batch norm's ``1 / sqrt(1 + eps)``). Data-free; 100
@@ -304,12 +323,15 @@ class SynFlow(Method):
   default_rounds = 100
   PRECISIONS = ("float64", "float32")
 
-  def __init__(self, precision: str = "float64"):
-    """``precision='float32'`` skips the float64 clone (the fallback path)."""
+  def __init__(self, precision: str = "float64", biases: str = "zero"):
+    """``precision='float32'`` skips the float64 clone (the fallback path);
+    ``biases``: ``'zero'`` (Tanaka et al.) or ``'abs'`` (the reference's)."""
     if precision not in self.PRECISIONS:
       raise ValueError(f"synflow: precision={precision!r} is not known. Fix: "
                        f"use one of {self.PRECISIONS}.")
+    conventions.check_biases(biases)
     self.precision = precision
+    self.biases = biases
     self._cached = None
 
   def score(self, ctx):
@@ -319,16 +341,21 @@ class SynFlow(Method):
       # One clone and one trace for all rounds of a prune() call.
       run, why = ((None, "precision='float32' was asked for")
                   if self.precision == "float32"
-                  else _float64_runner(ctx.model, ctx.targets, kit))
+                  else _float64_runner(ctx.model, ctx.targets, kit,
+                                       self.biases))
       cached = (ctx.model,
-                run or _float32_runner(ctx.model, ctx.targets, why, kit))
+                run or _float32_runner(ctx.model, ctx.targets, why, kit,
+                                       self.biases))
       self._cached = cached
     run = cached[1]
     zero, chain = None, None
     for how in ("none", "mean", "max"):
       if how != "none":
-        chain = _is_chain(ctx.model) if chain is None else chain
-        if not chain:  # per-layer rescaling would change the ranking
+        # Per-layer rescaling would change the ranking: R is affine, not
+        # homogeneous, in each kernel with |b| biases, as it is off a chain.
+        chain = (_is_chain(ctx.model) and self.biases == "zero"
+                 if chain is None else chain)
+        if not chain:
           break
       scale = {} if how == "none" else _fan_in_scale(ctx, how)
       r, s = run(scale)
@@ -354,7 +381,8 @@ class SynFlow(Method):
          f"synflow: R = {r} is not finite in {where}")
         + ("" if chain else ", and per-layer rescaling, which would fix it, "
            "changes the ranking of a network with skip connections or "
-           "merges (R is affine, not linear, in each kernel)")
+           "merges, or with biases='abs' (R is affine, not linear, in each "
+           "kernel)")
         + ". Fix: " + ("give every layer a get_config (a functional or "
                        "Sequential model of serializable layers), so synflow "
                        "runs on a float64 clone, or "
@@ -476,7 +504,7 @@ def _float64_clone(model, targets, shapes, kit):
   return clone, own, cloned, mapped, [by_key[t.key] for t in targets]
 
 
-def _float64_runner(model, targets, kit):
+def _float64_runner(model, targets, kit, biases="zero"):
   """``(run, None)``: a float64 SynFlow of ``model``; ``(None, why)`` if none.
 
   ``run(scale)`` returns ``(R, scores)`` with kernel ``l`` divided by
@@ -523,7 +551,8 @@ def _float64_runner(model, targets, kit):
 
   def run(scale):
     for v, new in state.linear_values(
-        model, lambda k, w: np.abs(w.astype(np.float64)) / scale.get(k, 1.0)):
+        model, lambda k, w: np.abs(w.astype(np.float64)) / scale.get(k, 1.0),
+        biases=biases):
       c = mapped.get(id(v))  # (Keras 3: seed states are not weights)
       if c is not None:
         c.assign(np.asarray(new, np.float64))  # every clone float is float64
@@ -539,7 +568,7 @@ def _float64_runner(model, targets, kit):
   return run, None
 
 
-def _float32_runner(model, targets, reason: str, kit):
+def _float32_runner(model, targets, reason: str, kit, biases="zero"):
   """As :func:`_float64_runner`, in float32 on ``model`` itself (on its
   float32 copy, synced at each run, if it computes in float16/bfloat16)."""
   copy = precision.float32_copy(model, compat.keras_of(model), None,
@@ -547,7 +576,7 @@ def _float32_runner(model, targets, reason: str, kit):
   if copy is not None:
     by_key = {t.key: t for t in kit.prunable_targets(copy.model)}
     inner = _float32_runner(copy.model, [by_key[t.key] for t in targets],
-                            reason, kit)
+                            reason, kit, biases)
 
     def run_copy(scale):
       copy.sync()
@@ -564,7 +593,8 @@ def _float32_runner(model, targets, reason: str, kit):
   grad = []
 
   def run(scale):
-    with state.linearized(model, lambda k, w: np.abs(w) / scale.get(k, 1.0)):
+    with state.linearized(model, lambda k, w: np.abs(w) / scale.get(k, 1.0),
+                          biases=biases):
       if not grad:  # traced inside the linearized state: identity activations
 
         @tf.function

@@ -515,13 +515,17 @@ def unlinearize(undo) -> None:
 
 
 def linear_values(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray],
-                  snap=None) -> List[Tuple[object, np.ndarray]]:
+                  snap=None, biases: str = "zero"
+                  ) -> List[Tuple[object, np.ndarray]]:
   """``(variable, value)`` for every variable :func:`linearized` sets.
 
   Kernels ``kernel_fn(key, W)`` (as it returns them, any float dtype);
   biases 0, batch norm the identity and other floating weights ``|w|``, in
-  the variable's dtype; integer variables are left out. Reads ``model`` (or
-  ``snap``, its :func:`snapshot`) and changes nothing.
+  the variable's dtype; integer variables are left out. With
+  ``biases='abs'`` biases and batch norm's parameters and moving statistics
+  are ``|value|`` too (the reference implementation's linearization,
+  :mod:`conventions`). Reads ``model`` (or ``snap``, its :func:`snapshot`)
+  and changes nothing.
   """
   targets = {id(t.variable): t.key for t in prunable_targets(model)}
   bn = _batch_norm_roles(model)
@@ -529,6 +533,8 @@ def linear_values(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray],
   for v, value in (snapshot(model) if snap is None else snap):
     if id(v) in targets:
       new = kernel_fn(targets[id(v)], value)
+    elif biases == "abs" and is_floating(v):
+      new = np.abs(value)
     elif id(v) in bn:
       new = np.full_like(value, bn[id(v)])
     elif v.name.split("/")[-1].startswith("bias"):
@@ -543,8 +549,9 @@ def linear_values(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray],
 
 @contextlib.contextmanager
 def linearized(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray],
-               linear_activations: bool = True):
-  """Context: kernels ``kernel_fn(key, W)``, biases 0, BN identity, rest |w|.
+               linear_activations: bool = True, biases: str = "zero"):
+  """Context: kernels ``kernel_fn(key, W)``, biases 0, BN identity, rest |w|
+  (``biases='abs'``: biases and BN ``|value|``, see :func:`linear_values`).
 
   With ``linear_activations`` every layer is in its linear form
   (:func:`linearize_activations`) inside the context (functions traced
@@ -557,7 +564,7 @@ def linearized(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray],
   try:
     if linear_activations:
       swapped = linearize_activations(model)
-    for v, new in linear_values(model, kernel_fn, snap):
+    for v, new in linear_values(model, kernel_fn, snap, biases=biases):
       v.assign(np.asarray(new, dtype=dtypes[id(v)]))
     yield
   finally:

@@ -19,7 +19,8 @@ from typing import Dict, Iterable, Mapping, Optional
 
 import numpy as np
 
-from sbp_tf.pruning import causes, diagnostics, masks as masks_lib
+from sbp_tf.pruning import causes, conventions, diagnostics
+from sbp_tf.pruning import masks as masks_lib
 from sbp_tf.pruning import kit as kit_lib
 from sbp_tf.pruning import rescale as rescale_lib
 from sbp_tf.pruning import scores as methods_lib
@@ -51,7 +52,8 @@ def resolve_method(method, **options) -> methods_lib.Method:
 def score(model, method, data=None, *, loss=None, loss_weights=None,
           num_batches: int = 1, seed: Optional[int] = None, strategy=None,
           masks: Optional[Mapping[str, np.ndarray]] = None,
-          round_index: int = 0, kit=None, **method_options) -> Scores:
+          round_index: int = 0, scoring_mode: str = "training", kit=None,
+          **method_options) -> Scores:
   """Scores every prunable weight of ``model``; leaves the model unchanged.
 
   Every variable scoring touches (batch-norm statistics, SynFlow's ``|W|``)
@@ -75,6 +77,10 @@ def score(model, method, data=None, *, loss=None, loss_weights=None,
     masks: key -> 0/1 weights still alive (iterative rounds; pruned weights
       are expected to be zero in ``model`` already).
     round_index: 0-based round of iterative pruning.
+    scoring_mode: the forward pass data-driven scores differentiate:
+      ``'training'`` (batch norm on the batch's statistics, dropout active;
+      the default) or ``'inference'`` (moving statistics, dropout off: the
+      reference implementation's default). See :mod:`conventions`.
     kit: the Keras path's hooks (:mod:`sbp_tf.pruning.kit`; default
       tf_keras).
     **method_options: the method's constructor arguments, e.g.
@@ -90,6 +96,7 @@ def score(model, method, data=None, *, loss=None, loss_weights=None,
   """
   kit = kit_lib.resolve(kit)
   kit.check_model(model, f"{kit.prefix}.score")
+  conventions.check_scoring_mode(scoring_mode)
   m = resolve_method(method, **method_options)
   targets = kit.prunable_targets(model)
   snap = state.snapshot(model)
@@ -97,7 +104,7 @@ def score(model, method, data=None, *, loss=None, loss_weights=None,
     return score_with(kit, m, model, targets, data=data, loss=loss,
                       loss_weights=loss_weights, num_batches=num_batches,
                       seed=seed, strategy=strategy, masks=masks,
-                      round_index=round_index)
+                      round_index=round_index, scoring_mode=scoring_mode)
   finally:
     state.restore(snap)
 
@@ -111,8 +118,8 @@ def score_with(kit, m, model, targets, **ctx_fields) -> Scores:
 
 def select(scores: Mapping[str, np.ndarray], sparsity: float, *,
            scope: str = "global", dense: Iterable[str] = (),
-           alive: Optional[Mapping[str, np.ndarray]] = None
-           ) -> masks_lib.Masks:
+           alive: Optional[Mapping[str, np.ndarray]] = None,
+           count_rule: str = "round") -> masks_lib.Masks:
   """Masks keeping the top ``round((1 - sparsity) * N)`` weights.
 
   Global scope: one threshold over all ``N`` weights (layers in ``dense``
@@ -126,6 +133,9 @@ def select(scores: Mapping[str, np.ndarray], sparsity: float, *,
     scope: ``'global'`` (the paper) or ``'layerwise'``.
     dense: keys kept fully.
     alive: key -> 0/1 mask; dead weights (0) rank last and are never revived.
+    count_rule: ``'round'`` (keep ``round((1 - s) * N)``, the default) or
+      ``'floor_pruned'`` (keep ``N - int(s * N)``, the reference
+      implementation's); per layer with ``scope='layerwise'``.
 
   Returns:
     :class:`Masks` (float32 0/1), in the key order of ``scores``.
@@ -141,8 +151,9 @@ def select(scores: Mapping[str, np.ndarray], sparsity: float, *,
   if not 0.0 <= s <= 1.0:
     raise ValueError(f"sparsity must be in [0, 1], got {sparsity!r}. Fix: "
                      "pass the fraction of weights removed, e.g. 0.9.")
+  conventions.check_count_rule(count_rule)
   return select_density(scores, 1.0 - s, scope=scope, dense=dense,
-                        alive=alive)
+                        alive=alive, count_rule=count_rule)
 
 
 select_density = rounds.select_density

@@ -2,7 +2,10 @@
 
 Global: one threshold over all pool weights; exactly ``K = round(d * N)``
 weights survive over all ``N`` prunable weights (layers kept dense count in
-both). Layerwise: each pool layer keeps ``round(d * n_l)``. Ties are broken
+both). Layerwise: each pool layer keeps ``round(d * n_l)``. With
+``count_rule='floor_pruned'`` the counts are ``N - int((1 - d) * N)`` and
+``n_l - int((1 - d) * n_l)`` (the reference implementation's; see
+:mod:`conventions`). Ties are broken
 deterministically: weights are ranked by ``(-importance, flat index)`` where
 the flat index runs over the layers in target order, so the earlier weight wins.
 
@@ -16,10 +19,14 @@ from typing import Dict, Iterable, Mapping, Optional
 
 import numpy as np
 
+from sbp_tf.pruning import conventions
 
-def kept_count(n: int, density: float) -> int:
-  """``round(density * n)``: how many of ``n`` weights survive."""
-  return int(round(float(density) * int(n)))
+
+def kept_count(n: int, density: float, rule: str = "round") -> int:
+  """How many of ``n`` weights survive: ``round(density * n)``, or with
+  ``rule='floor_pruned'`` ``n - int((1 - density) * n)``
+  (:func:`conventions.kept_count`)."""
+  return conventions.kept_count(n, density, rule)
 
 
 def _kth_largest_inplace(values: np.ndarray, k: int) -> float:
@@ -107,8 +114,8 @@ def _top(imp: np.ndarray, k: int) -> np.ndarray:
 
 def select(importance: Mapping[str, np.ndarray], density: float,
            scope: str = "global", dense: Iterable[str] = (),
-           alive: Optional[Mapping[str, np.ndarray]] = None
-           ) -> Dict[str, np.ndarray]:
+           alive: Optional[Mapping[str, np.ndarray]] = None,
+           count_rule: str = "round") -> Dict[str, np.ndarray]:
   """Keeps the most important weights.
 
   Args:
@@ -118,6 +125,8 @@ def select(importance: Mapping[str, np.ndarray], density: float,
     dense: keys kept fully (``keep_first``/``keep_last``).
     alive: optional key -> 0/1 mask of weights still present (iterative
       pruning never revives a weight: dead ones rank last).
+    count_rule: how many weights ``density`` keeps (:func:`kept_count`):
+      ``'round'`` or ``'floor_pruned'``.
 
   Returns:
     key -> float32 0/1 mask with the shape of ``importance[key]``.
@@ -125,6 +134,7 @@ def select(importance: Mapping[str, np.ndarray], density: float,
   Raises:
     ValueError: if the layers kept dense alone exceed the global budget.
   """
+  conventions.check_count_rule(count_rule)
   dense = set(dense)
   keys = list(importance)
   flat = {}
@@ -141,13 +151,15 @@ def select(importance: Mapping[str, np.ndarray], density: float,
     for k in keys:
       n = flat[k].size
       out[k] = (np.ones(n, np.float32) if k in dense
-                else _top(flat[k], kept_count(n, density)))
+                else _top(flat[k], kept_count(n, density, count_rule)))
   elif scope == "global":
     total = sum(flat[k].size for k in keys)
-    budget = kept_count(total, density) - sum(flat[k].size for k in dense)
+    budget = (kept_count(total, density, count_rule)
+              - sum(flat[k].size for k in dense))
     if budget < 0:
       raise ValueError(
-          f"Density {density:.4g} keeps {kept_count(total, density)} weights, "
+          f"Density {density:.4g} keeps "
+          f"{kept_count(total, density, count_rule)} weights, "
           f"fewer than the {total - sum(flat[k].size for k in pool)} of the "
           "layers kept dense. Fix: lower the sparsity or drop "
           "keep_first/keep_last.")

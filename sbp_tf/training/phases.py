@@ -202,6 +202,9 @@ def prune_at_init(run: Run) -> pruning.PruneResult:
             rounds=p.rounds, seed=cfg.seed, keep_first=p.keep_first,
             keep_last=p.keep_last, on_collapse=p.on_collapse,
             **setup.method_options(cfg), **run.framework.prune_kw(run))
+  for field in ("scoring_mode", "count_rule"):  # None: prune's default
+    if p.get(field) is not None:
+      kw[field] = p[field]
   t0 = time.time()
   result = run.framework.prune(run.model, p.method, p.sparsity, data=data,
                                **kw)
