@@ -89,6 +89,11 @@ def _tf_keras_model(cfg, info):
   return setup.build_model(cfg, info)
 
 
+def _tf_keras_prune(model, method, sparsity, **kw):
+  # Looked up at call time, not bound once into the cached Framework.
+  return pruning.prune(model, method, sparsity, **kw)
+
+
 def _tf_keras_export(final, path):
   from sbp_tf import export  # pylint: disable=import-outside-toplevel
   return export.export_for_run(final, path)
@@ -101,7 +106,7 @@ def tf_keras() -> Framework:
   from sbp_tf.pruning import kit  # pylint: disable=import-outside-toplevel
   return Framework(
       name="tf_keras", keras=keras, kit=kit.tf_keras(),
-      build_model=_tf_keras_model, prune=pruning.prune,
+      build_model=_tf_keras_model, prune=_tf_keras_prune,
       prune_kw=lambda run: dict(loss=pruning.default_loss(),
                                 strategy=run.strategy),
       keep_masks=tfmot.wrap, held_masks=tfmot.masks_of,
@@ -138,6 +143,9 @@ def keras3() -> Framework:
     return k3.models.build(cfg.model.name, info.num_classes,
                            tuple(info.input_shape), **opts)
 
+  def prune(model, method, sparsity, **kw):
+    return k3.prune(model, method, sparsity, **kw)
+
   def keep_masks(model, masks):
     k3.mask(model, masks)
     return model  # the constraints live in the model: it trains as it is
@@ -148,7 +156,7 @@ def keras3() -> Framework:
 
   return Framework(
       name="keras3", keras=keras3_module, kit=KERAS3,
-      build_model=build_model, prune=k3.prune, prune_kw=lambda run: {},
+      build_model=build_model, prune=prune, prune_kw=lambda run: {},
       keep_masks=keep_masks, held_masks=lambda trained: None,
       step_callbacks=list, add_l2=_keras3_add_l2, strip=lambda t: t,
       final_models=("model.keras",), to_tflite=to_tflite, max_replicas=1)
