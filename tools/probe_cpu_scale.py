@@ -74,8 +74,9 @@ def run_candidate(name, workdir, limit_test, seed):
   cfg.export_tflite = False
   t0 = time.time()
   metrics = experiment.run(cfg, os.path.join(workdir, name))
-  from sbp_tf.training import workdir as wd_lib  # pylint: disable=import-outside-toplevel
-  rows = wd_lib.Workdir(os.path.join(workdir, name)).metrics()
+  # The per-epoch rows the run wrote (docs/training.md: metrics.json).
+  with open(os.path.join(workdir, name, "metrics.json"), encoding="utf-8") as f:
+    rows = json.load(f)
   return dict(
       candidate=name, width_multiplier=width, train_images=n_train,
       epochs=epochs, batch_size=batch, lr=lr, test_images=limit_test,
