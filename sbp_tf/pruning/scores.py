@@ -383,7 +383,7 @@ class SynFlow(Method):
 # traced functions: every prune() or score() call on that model, and every
 # round, reuses it. It reads the model's weights on each run, so changed
 # weights and masks are always seen; a different target set, input shape,
-# precision or bias convention is a different key.
+# precision, bias convention or registered linear form is a different key.
 _RUNNER_ATTR = "_sbp_tf_synflow_runners"
 
 
@@ -391,7 +391,8 @@ def _runner(model, targets, kit, precision_name: str, biases: str = "zero"):
   """The cached ``run(scale)`` of ``model`` (see :func:`_float64_runner`)."""
   key = (precision_name, biases, getattr(kit, "name", None),
          tuple((t.key, id(t.variable)) for t in targets),
-         tuple(tuple(s) for s in input_shapes(model)))
+         tuple(tuple(s) for s in input_shapes(model)),
+         state.linearization_key())  # the clone's activations
   cache = model.__dict__.get(_RUNNER_ATTR)
   if cache is None:
     cache = {}

@@ -294,6 +294,12 @@ LINEAR_CALL_NAMES = (
     (("Embedding",), _all_tokens),
 )
 _USER_CALLS: List = []
+
+
+def linearization_key() -> Tuple:
+  """What :func:`linearize_activations` depends on besides the model: the
+  registered linear forms (a cache of a linearized graph keys on it)."""
+  return tuple((id(cls), id(call)) for cls, call in _USER_CALLS)
 # Linear (or nonnegative piecewise-linear) as they are: no warning.
 LINEAR_AS_IS_NAMES = (
     "InputLayer", "Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D",
