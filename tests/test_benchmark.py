@@ -410,3 +410,23 @@ def test_quick_keras3_beside_tf_keras(quick_run):
   assert "## Keras3" in md and "| keras3 | masked |" in md
   assert any(t["name"] == "masked training throughput, keras3"
              for t in res["targets"])
+
+
+def test_quick_fresh_first_call_and_peak_memory(quick_run):
+  res, md = quick_run
+  rows = res["sections"]["fresh"]["rows"]
+  assert [r["method"] for r in rows] == ["train_step", "grasp", "synflow"]
+  train = rows[0]
+  for r in rows:
+    assert r["first_s"] > 0 and r["steady_s"] > 0
+    assert r["first_to_steady"] == pytest.approx(r["first_s"] / r["steady_s"])
+    assert r["first_increment_bytes"] >= 0
+  for r in rows[1:]:
+    assert r["peak_to_train_step"] == pytest.approx(
+        r["first_increment_bytes"] / max(1, train["first_increment_bytes"]))
+  assert rows[2]["rounds"] == 3  # the quick preset's SynFlow rounds
+  names = [t["name"] for t in res["targets"]]
+  for m in ("grasp", "synflow"):
+    assert any(n.startswith(f"first call in a fresh process, {m}")
+               for n in names)
+    assert any(n.startswith(f"peak memory of prune, {m}") for n in names)
