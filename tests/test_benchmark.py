@@ -88,7 +88,7 @@ def test_targets_verdicts_follow_value_and_limit():
   res = {"sections": {
       "saliency": {"rows": [
           {"method": "sbp", "model": "m", "batch_size": 8,
-           "ratio_to_step": bm.summarize([1.2, 1.4])},
+           "ratio_to_step": bm.summarize([1.0, 1.2])},
           {"method": "grasp", "model": "m", "batch_size": 8,
            "ratio_to_step": bm.summarize([3.5])},
           {"method": "random", "model": "m", "batch_size": 8,
@@ -99,10 +99,10 @@ def test_targets_verdicts_follow_value_and_limit():
       "tflite": {"rows": [{"sparsity": 0.95, "quantize": "none",
                            "size_ratio": 0.1}]}}}
   got = bm.targets(res)
-  # sbp 1.3 <= 1.5, grasp 3.5 > 3, tfmot 0.9 < 0.95, TFLite 0.1 <= 0.12;
+  # sbp 1.1 <= 1.15, grasp 3.5 > 3, tfmot 0.9 < 0.95, TFLite 0.1 <= 0.12;
   # random has no target.
   assert [t["met"] for t in got] == [True, False, False, True]
-  assert [t["value"] for t in got] == pytest.approx([1.3, 3.5, 0.9, 0.1])
+  assert [t["value"] for t in got] == pytest.approx([1.1, 3.5, 0.9, 0.1])
 
 
 def _result(command, sections, shared=False, mode="full"):
@@ -116,7 +116,7 @@ def test_merge_replaces_only_remeasured_sections_and_redoes_targets():
   slow = {"rows": [{"method": "sbp", "model": "m", "batch_size": 8,
                     "ratio_to_step": bm.summarize([2.0])}]}
   fast = {"rows": [{"method": "sbp", "model": "m", "batch_size": 8,
-                    "ratio_to_step": bm.summarize([1.2])}]}
+                    "ratio_to_step": bm.summarize([1.1])}]}
   tfl = {"rows": [{"sparsity": 0.95, "quantize": "none", "size_ratio": 0.1}]}
   old = _result("full", {"saliency": slow, "tflite": tfl}, shared=True)
   old["targets"] = bm.targets(old)
@@ -179,11 +179,12 @@ def test_run_rejects_unknown_section_and_method():
 
 def test_registry_orders_sections_and_measures_saliency_last():
   assert bm.SECTIONS == ("saliency", "training", "pipeline", "tflite",
-                         "memory", "keras3")
+                         "memory", "fresh", "keras3")
   # Training before pipeline (its reference rate); saliency, the longest,
   # last so the others' figures are written first.
   assert [s.name for s in bench.run_order(bm.SECTIONS)] == [
-      "training", "pipeline", "tflite", "memory", "keras3", "saliency"]
+      "training", "pipeline", "tflite", "memory", "fresh", "keras3",
+      "saliency"]
   assert [s.name for s in bench.run_order(["memory", "training"])] == [
       "training", "memory"]
 
@@ -409,3 +410,23 @@ def test_quick_keras3_beside_tf_keras(quick_run):
   assert "## Keras3" in md and "| keras3 | masked |" in md
   assert any(t["name"] == "masked training throughput, keras3"
              for t in res["targets"])
+
+
+def test_quick_fresh_first_call_and_peak_memory(quick_run):
+  res, md = quick_run
+  rows = res["sections"]["fresh"]["rows"]
+  assert [r["method"] for r in rows] == ["train_step", "grasp", "synflow"]
+  train = rows[0]
+  for r in rows:
+    assert r["first_s"] > 0 and r["steady_s"] > 0
+    assert r["first_to_steady"] == pytest.approx(r["first_s"] / r["steady_s"])
+    assert r["first_increment_bytes"] >= 0
+  for r in rows[1:]:
+    assert r["peak_to_train_step"] == pytest.approx(
+        r["first_increment_bytes"] / max(1, train["first_increment_bytes"]))
+  assert rows[2]["rounds"] == 3  # the quick preset's SynFlow rounds
+  names = [t["name"] for t in res["targets"]]
+  for m in ("grasp", "synflow"):
+    assert any(n.startswith(f"first call in a fresh process, {m}")
+               for n in names)
+    assert any(n.startswith(f"peak memory of prune, {m}") for n in names)

@@ -11,7 +11,9 @@ def test_profile_small_resnet():
   res = profile_saliency.profile("resnet_cifar", batch_size=4, repeats=2,
                                  depth=8, width_multiplier=0.25)
   want = {"train_step", "gradient", "g_and_hg_reverse",
-          "hg_forward_over_reverse", "prune_overhead"}
+          "hg_forward_over_reverse", "g_then_hg_forward_over_reverse",
+          "g_and_hg_reverse_fused", "synflow_reference_f64", "synflow_round",
+          "synflow_score_by_name", "prune_overhead"}
   assert set(res["seconds"]) == want
   for k in want:
     assert len(res["seconds"][k]) == 2

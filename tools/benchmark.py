@@ -71,6 +71,10 @@ def define_flags():
   flags.DEFINE_list(
       "methods", None, "Pruning methods timed in the saliency section "
       f"(default: all, {Settings.full().methods}).")
+  flags.DEFINE_list(
+      "models", None, "Only these models in the saliency and fresh sections "
+      "(default: all of the preset's; e.g. resnet32,resnet50 where "
+      "ResNet50-ImageNet does not fit the time at hand).")
   flags.DEFINE_integer(
       "repeats", None, "Timed repeats per figure (default 5, or 2 with "
       "--quick).")
@@ -181,7 +185,17 @@ def settings_from_flags() -> Settings:
         "synflow_rounds": f.synflow_rounds}
   if f.repeats is not None:
     kw["repeats"] = f.repeats
-  return Settings.quick_preset(**kw) if f.quick else Settings.full(**kw)
+  s = Settings.quick_preset(**kw) if f.quick else Settings.full(**kw)
+  if f.models:
+    known = {m[0] for m in s.saliency_models}
+    bad = [m for m in f.models if m not in known]
+    if bad:
+      from sbp_tf import cli  # pylint: disable=g-import-not-at-top
+      cli.fail(f"--models: {bad} are not in this preset's {sorted(known)}. "
+               "Fix: name models of the preset.")
+    s.saliency_models = [m for m in s.saliency_models if m[0] in f.models]
+    s.fresh_models = [m for m in s.fresh_models if m[0] in f.models]
+  return s
 
 
 def default_out_dir() -> pathlib.Path:

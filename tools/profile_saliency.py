@@ -5,9 +5,24 @@ Times, on one model and batch, interleaved per round and reported as medians:
 * ``train_step``: one dense ``train_on_batch`` (the benchmark's reference);
 * ``gradient``: the compiled ``dL/dW`` pass SBP scores with;
 * ``g_and_hg_reverse``: GraSP's one-pass ``(g, H g)`` by reverse-over-reverse
-  differentiation (what ``sbp_tf.pruning`` runs);
+  differentiation (what ``sbp_tf.pruning`` runs), traced with unfused
+  batch/layer normalization as the package traces it
+  (``compat.unfused_normalization``: the fused op's second-order gradient
+  is inexact);
 * ``hg_forward_over_reverse``: ``H g`` by a forward-mode accumulator over the
-  gradient tape, the alternative, given ``g``;
+  gradient tape, the alternative, given ``g`` (also unfused);
+* ``g_then_hg_forward_over_reverse``: the alternative's whole cost, ``g``
+  first, then its ``H g`` (GraSP's tangent is ``g`` itself, so forward mode
+  cannot start before a gradient pass);
+* ``g_and_hg_reverse_fused``: the one-pass reverse-over-reverse traced with
+  the fused normalization (what unfusing costs, though inexact);
+* ``synflow_reference_f64``: the least a SynFlow round can cost: one
+  forward+backward of a single all-ones example through the float64 clone
+  of the linearized network (traced; weights already set);
+* ``synflow_round``: one SynFlow round as ``prune`` runs it (the cached
+  runner: weights set from the model in the graph, ``R``, ``dR/dW``,
+  ``|W dR/dW|`` moved to the host);
+* ``synflow_score_by_name``: ``pruning.score(model, 'synflow')``;
 * ``prune_overhead``: ``prune(model, 'magnitude', s)``, i.e. everything a
   prune call does besides scoring (threshold, masks, diagnostics, report).
 
@@ -43,7 +58,7 @@ def profile(model_name="resnet32", batch_size=128, repeats=3, sparsity=0.9,
   between the two differentiation modes (they must agree).
   ``options`` go to ``sbp_tf.models.build``.
   """
-  from sbp_tf import models, pruning  # pylint: disable=g-import-not-at-top
+  from sbp_tf import compat, models, pruning  # pylint: disable=g-import-not-at-top
   from sbp_tf.compat import keras, tf  # pylint: disable=g-import-not-at-top
   keras.utils.set_random_seed(seed)
   input_shape = (224, 224, 3) if "imagenet" in model_name else (32, 32, 3)
@@ -69,14 +84,16 @@ def profile(model_name="resnet32", batch_size=128, repeats=3, sparsity=0.9,
       l = loss()
     return tape.gradient(l, variables)
 
-  @tf.function
-  def g_and_hg_reverse():
+  def reverse_over_reverse():
     with tf.GradientTape() as outer:
       with tf.GradientTape() as inner:
         l = loss()
       g = inner.gradient(l, variables)
       z = tf.add_n([tf.reduce_sum(a * tf.stop_gradient(a)) for a in g])
     return g, outer.gradient(z, variables)
+
+  g_and_hg_reverse = tf.function(reverse_over_reverse)
+  g_and_hg_reverse_fused = tf.function(reverse_over_reverse)
 
   @tf.function
   def hg_forward_over_reverse(g):
@@ -91,16 +108,39 @@ def profile(model_name="resnet32", batch_size=128, repeats=3, sparsity=0.9,
       t.numpy()
 
   g = gradient()
-  hg_rev = g_and_hg_reverse()[1]
-  hg_fwd = hg_forward_over_reverse(g)
+  g_and_hg_reverse_fused()  # traced fused
+  with compat.unfused_normalization(m):  # traced as the package traces them
+    hg_rev = g_and_hg_reverse()[1]
+    hg_fwd = hg_forward_over_reverse(g)
   scale = max(float(tf.reduce_max(tf.abs(a))) for a in hg_rev)
   diff = max(float(tf.reduce_max(tf.abs(a - b)))
              for a, b in zip(hg_rev, hg_fwd)) / max(scale, 1e-300)
+  kit = pruning.kit.tf_keras()
+  targets = kit.prunable_targets(m)
+  syn_run = pruning.scores._runner(m, targets, kit, "float64")
+  shapes = pruning.scores.input_shapes(m)
+  clone, _, _, _, kernels = pruning.scores._float64_clone(m, targets, shapes,
+                                                          kit)
+  ones = pruning.scores._all_ones(clone, shapes, 1)
+
+  @tf.function(autograph=False)
+  def synflow_reference_f64():
+    with tf.GradientTape() as tape:
+      r = tf.add_n([tf.reduce_sum(o) for o in
+                    tf.nest.flatten(clone(ones, training=False))])
+    return r, tape.gradient(r, kernels)
+
   figures = {
       "train_step": lambda: m.train_on_batch(x, y),
       "gradient": lambda: fetch(gradient()),
       "g_and_hg_reverse": lambda: fetch(g_and_hg_reverse()),
       "hg_forward_over_reverse": lambda: fetch(hg_forward_over_reverse(g)),
+      "g_then_hg_forward_over_reverse": lambda: fetch(
+          hg_forward_over_reverse(gradient())),
+      "g_and_hg_reverse_fused": lambda: fetch(g_and_hg_reverse_fused()),
+      "synflow_reference_f64": lambda: fetch(synflow_reference_f64()),
+      "synflow_round": lambda: syn_run({}),
+      "synflow_score_by_name": lambda: pruning.score(m, "synflow"),
       "prune_overhead": lambda: pruning.prune(m, "magnitude", sparsity,
                                               on_collapse="ignore"),
   }

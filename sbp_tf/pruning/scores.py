@@ -332,22 +332,10 @@ class SynFlow(Method):
     conventions.check_biases(biases)
     self.precision = precision
     self.biases = biases
-    self._cached = None
 
   def score(self, ctx):
     kit = kit_lib.resolve(ctx.kit)
-    cached = self._cached
-    if cached is None or cached[0] is not ctx.model:
-      # One clone and one trace for all rounds of a prune() call.
-      run, why = ((None, "precision='float32' was asked for")
-                  if self.precision == "float32"
-                  else _float64_runner(ctx.model, ctx.targets, kit,
-                                       self.biases))
-      cached = (ctx.model,
-                run or _float32_runner(ctx.model, ctx.targets, why, kit,
-                                       self.biases))
-      self._cached = cached
-    run = cached[1]
+    run = _runner(ctx.model, ctx.targets, kit, self.precision, self.biases)
     zero, chain = None, None
     for how in ("none", "mean", "max"):
       if how != "none":
@@ -388,6 +376,33 @@ class SynFlow(Method):
                        "runs on a float64 clone, or "
                        if not run.float64 else "")
         + "use a shallower network or a smaller-variance initialization.")
+
+
+# A SynFlow runner (a float64 clone and its traced step) is built once per
+# model, targets and precision and kept on the model, as saliency keeps its
+# traced functions: every prune() or score() call on that model, and every
+# round, reuses it. It reads the model's weights on each run, so changed
+# weights and masks are always seen; a different target set, input shape,
+# precision, bias convention or registered linear form is a different key.
+_RUNNER_ATTR = "_sbp_tf_synflow_runners"
+
+
+def _runner(model, targets, kit, precision_name: str, biases: str = "zero"):
+  """The cached ``run(scale)`` of ``model`` (see :func:`_float64_runner`)."""
+  key = (precision_name, biases, getattr(kit, "name", None),
+         tuple((t.key, id(t.variable)) for t in targets),
+         tuple(tuple(s) for s in input_shapes(model)),
+         state.linearization_key())  # the clone's activations
+  cache = model.__dict__.get(_RUNNER_ATTR)
+  if cache is None:
+    cache = {}
+    object.__setattr__(model, _RUNNER_ATTR, cache)
+  if key not in cache:
+    run, why = ((None, "precision='float32' was asked for")
+                if precision_name == "float32"
+                else _float64_runner(model, targets, kit, biases))
+    cache[key] = run or _float32_runner(model, targets, why, kit, biases)
+  return cache[key]
 
 
 def _no_path_left(model, kit) -> bool:
@@ -485,6 +500,11 @@ def _dense(grads) -> list:
   return [g if g is None else tf.convert_to_tensor(g) for g in grads]
 
 
+def _tensor(v):
+  """A variable's value as a tensor (a Keras 3 variable wraps a tf one)."""
+  return tf.convert_to_tensor(v)
+
+
 def _float64_clone(model, targets, shapes, kit):
   """``model`` rebuilt from its config in float64 with identity activations.
 
@@ -512,8 +532,9 @@ def _float64_runner(model, targets, kit, biases="zero"):
 
   The clone (``model`` rebuilt from its config, every dtype float64, same
   layer names, its activations the identity) gets, on each call, the values
-  :func:`state.linear_values` gives ``model`` (float32 exact in float64);
-  its traced graph is checked to hold no tensor of a narrower float type.
+  :func:`state.linear_values` would give ``model`` (float32 exact in
+  float64), set inside the compiled step (:func:`state.linear_roles`); its
+  gradient graph is checked to hold no tensor of a narrower float type.
   """
   shapes = input_shapes(model)
   if not getattr(model, "inputs", None):
@@ -549,21 +570,40 @@ def _float64_runner(model, targets, kit, biases="zero"):
     why = why if len(why) <= 200 else why[:197] + "..."
     return None, f"{type(e).__name__}: {why}"
 
-  def run(scale):
-    for v, new in state.linear_values(
-        model, lambda k, w: np.abs(w.astype(np.float64)) / scale.get(k, 1.0),
-        biases=biases):
-      c = mapped.get(id(v))  # (Keras 3: seed states are not weights)
-      if c is not None:
-        c.assign(np.asarray(new, np.float64))  # every clone float is float64
-    for v, c in zip(own, cloned):  # integer state (step counters): as is
-      if not state.is_floating(v):
-        c.assign(v.numpy())
+  # One compiled step per round: the clone's weights set in the graph from
+  # the model's current ones (the linearized values, state.linear_roles),
+  # R, dR/dW and |W * dR/dW|, so a round moves only the scores to the host.
+  # The same IEEE float64 operations as in numpy: bit-identical scores.
+  keys = sorted({t.key for t in kit.prunable_targets(model)})
+  slot = {k: i for i, k in enumerate(keys)}
+  plan = [(v, mapped[id(v)], role, arg)
+          for v, role, arg in state.linear_roles(model, biases)
+          if id(v) in mapped]  # (Keras 3: seed states are not weights)
+  plan += [(v, c, "as_is", None) for v, c in zip(own, cloned)
+           if not state.is_floating(v)]  # integer state (step counters)
+
+  @tf.function(autograph=False)
+  def step(scale):
+    for v, c, role, arg in plan:
+      if role == "kernel":
+        new = tf.abs(tf.cast(_tensor(v), tf.float64)) / scale[slot[arg]]
+      elif role == "const":
+        new = tf.fill(tf.shape(_tensor(c)), tf.constant(arg, c.dtype))
+      elif role == "zero":
+        new = tf.zeros_like(_tensor(c))
+      elif role == "abs":
+        new = tf.cast(tf.abs(_tensor(v)), c.dtype)
+      else:
+        new = _tensor(v)
+      c.assign(new)
     r, gs = grad()
-    with np.errstate(over="ignore", invalid="ignore"):  # checked by caller
-      return float(r.numpy()), {
-          t.key: np.abs(k.numpy() * (0.0 if g is None else g.numpy()))
-          for t, k, g in zip(targets, kernels, gs)}
+    return r, [tf.abs(_tensor(k) * (0.0 if g is None else g))
+               for k, g in zip(kernels, gs)]
+
+  def run(scale):
+    r, s = step(tf.constant([float(scale.get(k, 1.0)) for k in keys],
+                            tf.float64))
+    return float(r.numpy()), {t.key: v.numpy() for t, v in zip(targets, s)}
   run.float64, run.reason = True, None
   return run, None
 

@@ -294,6 +294,12 @@ LINEAR_CALL_NAMES = (
     (("Embedding",), _all_tokens),
 )
 _USER_CALLS: List = []
+
+
+def linearization_key() -> Tuple:
+  """What :func:`linearize_activations` depends on besides the model: the
+  registered linear forms (a cache of a linearized graph keys on it)."""
+  return tuple((id(cls), id(call)) for cls, call in _USER_CALLS)
 # Linear (or nonnegative piecewise-linear) as they are: no warning.
 LINEAR_AS_IS_NAMES = (
     "InputLayer", "Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D",
@@ -514,6 +520,30 @@ def unlinearize(undo) -> None:
       object.__setattr__(layer, name, old)
 
 
+def linear_roles(model, biases: str = "zero"
+                 ) -> List[Tuple[object, str, object]]:
+  """``(variable, role, arg)`` for every variable :func:`linearized` sets:
+  ``('kernel', key)`` (a prunable target), ``('const', c)`` (batch norm's
+  identity values), ``('zero', None)`` (biases) or ``('abs', None)`` (other
+  floating weights; with ``biases='abs'`` every floating non-kernel);
+  integer variables are left out. Changes nothing."""
+  targets = {id(t.variable): t.key for t in prunable_targets(model)}
+  bn = _batch_norm_roles(model)
+  out = []
+  for v in unique(model.variables):
+    if id(v) in targets:
+      out.append((v, "kernel", targets[id(v)]))
+    elif biases == "abs" and is_floating(v):
+      out.append((v, "abs", None))
+    elif id(v) in bn:
+      out.append((v, "const", bn[id(v)]))
+    elif v.name.split("/")[-1].startswith("bias"):
+      out.append((v, "zero", None))
+    elif is_floating(v):
+      out.append((v, "abs", None))
+  return out
+
+
 def linear_values(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray],
                   snap=None, biases: str = "zero"
                   ) -> List[Tuple[object, np.ndarray]]:
@@ -521,28 +551,25 @@ def linear_values(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray],
 
   Kernels ``kernel_fn(key, W)`` (as it returns them, any float dtype);
   biases 0, batch norm the identity and other floating weights ``|w|``, in
-  the variable's dtype; integer variables are left out. With
-  ``biases='abs'`` biases and batch norm's parameters and moving statistics
-  are ``|value|`` too (the reference implementation's linearization,
-  :mod:`conventions`). Reads ``model`` (or ``snap``, its :func:`snapshot`)
-  and changes nothing.
+  the variable's dtype (:func:`linear_roles`); integer variables are left
+  out. With ``biases='abs'`` biases and batch norm's parameters and moving
+  statistics are ``|value|`` too (the reference implementation's
+  linearization, :mod:`conventions`). Reads ``model`` (or ``snap``, its
+  :func:`snapshot`) and changes nothing.
   """
-  targets = {id(t.variable): t.key for t in prunable_targets(model)}
-  bn = _batch_norm_roles(model)
+  values = {id(v): value for v, value in (snapshot(model) if snap is None
+                                          else snap)}
   out = []
-  for v, value in (snapshot(model) if snap is None else snap):
-    if id(v) in targets:
-      new = kernel_fn(targets[id(v)], value)
-    elif biases == "abs" and is_floating(v):
-      new = np.abs(value)
-    elif id(v) in bn:
-      new = np.full_like(value, bn[id(v)])
-    elif v.name.split("/")[-1].startswith("bias"):
+  for v, role, arg in linear_roles(model, biases):
+    value = values[id(v)]
+    if role == "kernel":
+      new = kernel_fn(arg, value)
+    elif role == "const":
+      new = np.full_like(value, arg)
+    elif role == "zero":
       new = np.zeros_like(value)
-    elif is_floating(v):
-      new = np.abs(value)
     else:
-      continue  # integer step counters etc.
+      new = np.abs(value)
     out.append((v, new))
   return out
 
