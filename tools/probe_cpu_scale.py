@@ -39,13 +39,18 @@ CANDIDATES = {
 }
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "parent folder of the runs' workdirs")
-flags.DEFINE_string("out", "docs/results/cpu_scale_probe.json",
-                    "JSON written as each candidate finishes")
-flags.DEFINE_list("candidates", ["w025_e4"], f"of {sorted(CANDIDATES)}")
-flags.DEFINE_integer("limit_test", 2000, "test images validated per epoch")
-flags.DEFINE_integer("seed", 0, "seed of the run")
-flags.DEFINE_string("machine_note", "", "e.g. 'shared with other jobs'")
+
+
+def _define_flags():
+  # Defined only when run as a program: importing CANDIDATES (the tests)
+  # must not add flags that other modules define too.
+  flags.DEFINE_string("workdir", None, "parent folder of the runs' workdirs")
+  flags.DEFINE_string("out", "docs/results/cpu_scale_probe.json",
+                      "JSON written as each candidate finishes")
+  flags.DEFINE_list("candidates", ["w025_e4"], f"of {sorted(CANDIDATES)}")
+  flags.DEFINE_integer("limit_test", 2000, "test images validated per epoch")
+  flags.DEFINE_integer("seed", 0, "seed of the run")
+  flags.DEFINE_string("machine_note", "", "e.g. 'shared with other jobs'")
 
 
 def _cpu_model() -> str:
@@ -107,4 +112,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)
