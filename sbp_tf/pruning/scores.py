@@ -524,6 +524,55 @@ def _float64_clone(model, targets, shapes, kit):
   return clone, own, cloned, mapped, [by_key[t.key] for t in targets]
 
 
+def _check_float64(grad) -> None:
+  """Raises ValueError if ``grad``'s graph computes in a narrower float."""
+  # Constants compute nothing (the gradient of a non-fused batch norm
+  # holds empty float32 reduction-index constants): only ops that do.
+  narrow = sorted({o.dtype.name
+                   for op in grad.get_concrete_function().graph
+                   .get_operations() if op.type != "Const"
+                   for o in op.outputs
+                   if o.dtype in (tf.float32, tf.float16, tf.bfloat16)})
+  if narrow:
+    raise ValueError(f"the float64 clone computes in {', '.join(narrow)}")
+
+
+def _round_step(model, kit, biases, mapped, own, cloned, grad, kernels):
+  """``(step, keys)``: ``step(scale)`` is one compiled SynFlow round of the
+  float64 clone, ``keys`` the order of ``scale``'s entries."""
+  # One compiled step per round: the clone's weights set in the graph from
+  # the model's current ones (the linearized values, state.linear_roles),
+  # R, dR/dW and |W * dR/dW|, so a round moves only the scores to the host.
+  # The same IEEE float64 operations as in numpy: bit-identical scores.
+  keys = sorted({t.key for t in kit.prunable_targets(model)})
+  slot = {k: i for i, k in enumerate(keys)}
+  plan = [(v, mapped[id(v)], role, arg)
+          for v, role, arg in state.linear_roles(model, biases)
+          if id(v) in mapped]  # (Keras 3: seed states are not weights)
+  plan += [(v, c, "as_is", None) for v, c in zip(own, cloned)
+           if not state.is_floating(v)]  # integer state (step counters)
+
+  @tf.function(autograph=False)
+  def step(scale):
+    for v, c, role, arg in plan:
+      if role == "kernel":
+        new = tf.abs(tf.cast(_tensor(v), tf.float64)) / scale[slot[arg]]
+      elif role == "const":
+        new = tf.fill(tf.shape(_tensor(c)), tf.constant(arg, c.dtype))
+      elif role == "zero":
+        new = tf.zeros_like(_tensor(c))
+      elif role == "abs":
+        new = tf.cast(tf.abs(_tensor(v)), c.dtype)
+      else:
+        new = _tensor(v)
+      c.assign(new)
+    r, gs = grad()
+    return r, [tf.abs(_tensor(k) * (0.0 if g is None else g))
+               for k, g in zip(kernels, gs)]
+
+  return step, keys
+
+
 def _float64_runner(model, targets, kit, biases="zero"):
   """``(run, None)``: a float64 SynFlow of ``model``; ``(None, why)`` if none.
 
@@ -555,50 +604,15 @@ def _float64_runner(model, targets, kit, biases="zero"):
         r = tf.add_n([tf.reduce_sum(o) for o in out])
       return r, _dense(tape.gradient(r, kernels))
 
-    # Constants compute nothing (the gradient of a non-fused batch norm
-    # holds empty float32 reduction-index constants): only ops that do.
-    narrow = sorted({o.dtype.name
-                     for op in grad.get_concrete_function().graph
-                     .get_operations() if op.type != "Const"
-                     for o in op.outputs
-                     if o.dtype in (tf.float32, tf.float16, tf.bfloat16)})
-    if narrow:
-      raise ValueError(f"the float64 clone computes in {', '.join(narrow)}")
+    _check_float64(grad)
   except Exception as e:  # pylint: disable=broad-except
     # Anything a layer's get_config/from_config/call may raise: use float32.
     why = " ".join(str(e).split())
     why = why if len(why) <= 200 else why[:197] + "..."
     return None, f"{type(e).__name__}: {why}"
 
-  # One compiled step per round: the clone's weights set in the graph from
-  # the model's current ones (the linearized values, state.linear_roles),
-  # R, dR/dW and |W * dR/dW|, so a round moves only the scores to the host.
-  # The same IEEE float64 operations as in numpy: bit-identical scores.
-  keys = sorted({t.key for t in kit.prunable_targets(model)})
-  slot = {k: i for i, k in enumerate(keys)}
-  plan = [(v, mapped[id(v)], role, arg)
-          for v, role, arg in state.linear_roles(model, biases)
-          if id(v) in mapped]  # (Keras 3: seed states are not weights)
-  plan += [(v, c, "as_is", None) for v, c in zip(own, cloned)
-           if not state.is_floating(v)]  # integer state (step counters)
-
-  @tf.function(autograph=False)
-  def step(scale):
-    for v, c, role, arg in plan:
-      if role == "kernel":
-        new = tf.abs(tf.cast(_tensor(v), tf.float64)) / scale[slot[arg]]
-      elif role == "const":
-        new = tf.fill(tf.shape(_tensor(c)), tf.constant(arg, c.dtype))
-      elif role == "zero":
-        new = tf.zeros_like(_tensor(c))
-      elif role == "abs":
-        new = tf.cast(tf.abs(_tensor(v)), c.dtype)
-      else:
-        new = _tensor(v)
-      c.assign(new)
-    r, gs = grad()
-    return r, [tf.abs(_tensor(k) * (0.0 if g is None else g))
-               for k, g in zip(kernels, gs)]
+  step, keys = _round_step(model, kit, biases, mapped, own, cloned, grad,
+                           kernels)
 
   def run(scale):
     r, s = step(tf.constant([float(scale.get(k, 1.0)) for k in keys],
