@@ -19,21 +19,19 @@ import os
 import pathlib
 import subprocess
 import sys
-import threading
-import time
 from typing import Any, Dict, List
 
 import sbp_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from sbp_tf import pruning
 from tools import bench
 from tools.bench import common
+from tools.bench import memory
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 METHODS = ("sbp", "grasp", "synflow", "magnitude", "random")
 DATA_FREE = ("synflow", "magnitude", "random")
 TRAIN = "train_step"
 SPARSITY = 0.9
-POLL_S = 0.01
 CHILD_TIMEOUT_S = 3600
 PREFIX = "FRESH_JSON "
 MAX_FIRST_TO_STEADY = 2.0
@@ -57,31 +55,6 @@ def presets(quick: bool, repeats: int) -> Dict[str, Any]:
           "fresh_methods": list(METHODS)}
 
 
-def _rss_bytes():
-  with open("/proc/self/statm", encoding="ascii") as f:
-    return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _timed_peak(fn):
-  """``(seconds, peak RSS bytes)`` of ``fn()``, RSS polled every 10 ms."""
-  peak = [_rss_bytes()]
-  stop = threading.Event()
-
-  def poll():
-    while not stop.is_set():
-      peak[0] = max(peak[0], _rss_bytes())
-      time.sleep(POLL_S)
-
-  th = threading.Thread(target=poll, daemon=True)
-  th.start()
-  t0 = time.perf_counter()
-  fn()
-  s = time.perf_counter() - t0
-  stop.set()
-  th.join()
-  return s, max(peak[0], _rss_bytes())
-
-
 def child(spec: Dict[str, Any]) -> Dict[str, Any]:
   """In a fresh process: the first and the second call of ``spec['method']``
   (a prune method, or ``'train_step'``), their times and peak RSS."""
@@ -101,10 +74,10 @@ def child(spec: Dict[str, Any]) -> Dict[str, Any]:
       kw["rounds"] = spec["rounds"]
     call = lambda: pruning.prune(model, method, SPARSITY, **kw)
   w0 = model.get_weights()
-  before = _rss_bytes()
-  first_s, first_peak = _timed_peak(call)
+  before = memory.rss_bytes()
+  first_s, first_peak = memory.timed_peak(call)
   model.set_weights(w0)
-  steady_s, steady_peak = _timed_peak(call)
+  steady_s, steady_peak = memory.timed_peak(call)
   return {"model": name, "options": spec["options"], "batch_size":
           spec["batch"], "method": method,
           "rounds": (spec.get("rounds") or 100) if method == "synflow" else 1,

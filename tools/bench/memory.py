@@ -41,9 +41,31 @@ def presets(quick: bool, repeats: int) -> Dict[str, Any]:
           "memory_batch": 32}
 
 
-def _rss_bytes():
+def rss_bytes() -> int:
+  """This process's current resident set size in bytes (/proc/self/statm)."""
   with open("/proc/self/statm", encoding="ascii") as f:
     return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def timed_peak(fn):
+  """``(seconds, peak RSS bytes)`` of ``fn()``, RSS polled every 10 ms (and
+  read once more at the end)."""
+  peak = [rss_bytes()]
+  stop = threading.Event()
+
+  def poll():
+    while not stop.is_set():
+      peak[0] = max(peak[0], rss_bytes())
+      time.sleep(POLL_S)
+
+  th = threading.Thread(target=poll, daemon=True)
+  th.start()
+  t0 = time.perf_counter()
+  fn()
+  s = time.perf_counter() - t0
+  stop.set()
+  th.join()
+  return s, max(peak[0], rss_bytes())
 
 
 def child(spec: Dict[str, Any]) -> Dict[str, Any]:
@@ -54,28 +76,15 @@ def child(spec: Dict[str, Any]) -> Dict[str, Any]:
   during ``prune`` only. ``prune_increment_bytes = peak - RSS before``.
   """
   name, shape, ncls = spec["model"], tuple(spec["input_shape"]), spec["classes"]
-  rss_import = _rss_bytes()
+  rss_import = rss_bytes()
   model = common.build_model(name, shape, ncls, spec["options"], spec["seed"])
   x, y, _ = common.batch(spec["seed"], spec.get("data_dir"), spec["batch"],
                          shape, ncls)
   before_max = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-  rss_before = _rss_bytes()
-  peak = [rss_before]
-  stop = threading.Event()
-
-  def poll():
-    while not stop.is_set():
-      peak[0] = max(peak[0], _rss_bytes())
-      time.sleep(POLL_S)
-
-  th = threading.Thread(target=poll, daemon=True)
-  th.start()
-  t0 = time.perf_counter()
-  pruning.prune(model, spec["method"], SPARSITY, data=(x, y),
-                loss=pruning.default_loss(), seed=spec["seed"])
-  prune_s = time.perf_counter() - t0
-  stop.set()
-  th.join()
+  rss_before = rss_bytes()
+  prune_s, peak = timed_peak(lambda: pruning.prune(
+      model, spec["method"], SPARSITY, data=(x, y),
+      loss=pruning.default_loss(), seed=spec["seed"]))
   after_max = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
   params = int(sum(np.prod(w.shape) for w in model.weights))
   return {"model": name, "options": spec["options"], "batch_size":
@@ -83,10 +92,10 @@ def child(spec: Dict[str, Any]) -> Dict[str, Any]:
           "parameters": params, "prune_s": prune_s,
           "rss_after_import_bytes": rss_import,
           "rss_before_prune_bytes": rss_before,
-          "peak_rss_during_prune_bytes": peak[0],
+          "peak_rss_during_prune_bytes": peak,
           "ru_maxrss_before_prune_bytes": before_max,
           "ru_maxrss_after_prune_bytes": after_max,
-          "prune_increment_bytes": max(0, peak[0] - rss_before),
+          "prune_increment_bytes": max(0, peak - rss_before),
           "input_batch_bytes": int(x.nbytes),
           "weights_bytes": params * 4}
 
