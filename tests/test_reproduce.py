@@ -405,3 +405,135 @@ def test_table2_has_the_papers_nine_rows():
   rows50 = [r for r in rx.build("table2", "paper", 1).rows
             if r.startswith("ResNet50")]
   assert "ResNet50 / OBD" not in rows50 and "ResNet50 / GraSP-SR" not in rows50
+
+
+# --- per-column statistics: rank correlation, Welch vs SNIP (no training) --
+
+
+def _records_with_means(spec, mean_of_cell, spread):
+  """Three seeds per cell at ``mean +- spread(row)``: the mean is exact."""
+  recs = []
+  for c in spec.cells:
+    i = spec.rows.index(c.row)
+    m = mean_of_cell(c.row, c.col)
+    value = m + (c.seed - 1) * spread(i)  # seeds 0, 1, 2: -, 0, +
+    recs.append(dict(row=c.row, col=c.col, seed=c.seed, run_id=c.run_id,
+                     run_dir="-", status="done",
+                     metrics=dict(test_accuracy=value), config={}))
+  return recs
+
+
+def _rho_no_ties(a, b):
+  """1 - 6 sum(d^2) / (n (n^2 - 1)) with numpy ranks (no ties allowed)."""
+  a, b = np.asarray(a), np.asarray(b)
+  assert len(set(a)) == len(a) and len(set(b)) == len(b), "test data tie"
+  d = np.argsort(np.argsort(a)) - np.argsort(np.argsort(b))
+  n = len(a)
+  return 1 - 6 * float(np.sum(d * d)) / (n * (n * n - 1))
+
+
+def test_table2_column_stats_match_an_independent_computation(tmp_path):
+  from tools import reproduce_stats
+  spec = rx.build("table2", "cpu", seeds="3")
+  paper = {(r, c): paper_numbers.mean_of(paper_numbers.lookup("table2", r, c))
+           for r in spec.rows for c in spec.cols}
+
+  def mean_of_cell(row, col):
+    i = spec.rows.index(row)
+    if col == "all":           # the dense row: one value in every column
+      return 0.99
+    if col == "90%" and paper[(row, col)] is not None:
+      return paper[(row, col)] / 100 - 0.3   # same order as the paper
+    return 0.5 + 0.03 * ((7 * i + 3 * spec.cols.index(col)) % 11)
+
+  recs = _records_with_means(spec, mean_of_cell, lambda i: 0.002 * (1 + i))
+  cells = rr.aggregate(spec, recs)
+  stats = {(e["group"], e["col"]): e for e in rr.column_stats(spec, cells)}
+  assert set(stats) == {("ResNet32", c) for c in spec.cols + ["all"]}
+  snip = "ResNet32 / SNIP"
+  by = {(c["row"], c["col"]): c for c in cells}
+  for col in spec.cols:
+    e = stats[("ResNet32", col)]
+    used = [r for r in spec.rows if paper[(r, col)] is not None]
+    assert e["rows_compared"] == used and e["n_rows"] == len(used)
+    assert rx.ABLATION_RESCALE in " ".join(e["rows_left_out"])
+    want = _rho_no_ties([by[(r, col)]["mean"] for r in used],
+                        [paper[(r, col)] for r in used])
+    assert e["spearman"] == pytest.approx(want, abs=1e-12)
+    assert e["snip_row"] == snip
+    assert [w["row"] for w in e["welch"]] == [r for r in spec.rows
+                                              if r != snip]
+    for w in e["welch"]:
+      seeds = lambda row: [x["metrics"]["test_accuracy"] for x in recs
+                           if x["row"] == row and x["col"] in (col, "all")]
+      ref = reproduce_stats.welch(seeds(w["row"]), seeds(snip))
+      assert w["test"]["diff"] == pytest.approx(
+          mean_of_cell(w["row"], col if w["row"] != spec.rows[0] else "all")
+          - mean_of_cell(snip, col), abs=1e-12)
+      for k in ("diff", "t", "p", "df"):
+        assert w["test"][k] == pytest.approx(ref[k], rel=1e-12)
+  assert stats[("ResNet32", "90%")]["spearman"] == pytest.approx(1.0)
+  # 95%/98%: no paper number for the dense row and the ablation.
+  assert [stats[("ResNet32", c)]["n_rows"] for c in spec.cols] == [9, 8, 8]
+  pooled = [(by[(r, c)]["mean"], paper[(r, c)]) for r in spec.rows
+            for c in spec.cols if paper[(r, c)] is not None]
+  assert stats[("ResNet32", "all")]["n_rows"] == len(pooled) == 25
+  assert stats[("ResNet32", "all")]["spearman"] == pytest.approx(
+      reproduce_stats.spearman(*zip(*pooled)))
+  _check_column_stats_markdown(spec, cells, recs, stats, tmp_path)
+
+
+def _check_column_stats_markdown(spec, cells, recs, stats, tmp_path):
+  header = dict(command="cmd", machine="m", tf_version="tf", wall_time="1 s",
+                done=len(recs), total=len(recs), errors=0)
+  files = rr.write(spec, recs, header, tmp_path)
+  md = pathlib.Path(files["md"]).read_text()
+  main = md.index("| ResNet32 / SNIP |")
+  assert md.index("Rank correlation with the paper") > main
+  assert "| ResNet32 | 90% | 9 of 10 | +1.00 |" in md
+  rho95 = stats[("ResNet32", "95%")]["spearman"]
+  assert f"| ResNet32 | 95% | 8 of 10 | {rho95:+.2f} |" in md
+  line = [l for l in md.splitlines()
+          if l.startswith("| ResNet32 / GraSP |")][-1]
+  for col in spec.cols:
+    w = [x["test"] for x in stats[("ResNet32", col)]["welch"]
+         if x["row"] == "ResNet32 / GraSP"][0]
+    text = f"{100 * w['diff']:+.2f} (t = {w['t']:.2f}, p = {w['p']:.2g})"
+    assert text in line, (text, line)
+  assert md.count("| ResNet32 / SNIP |") == 1  # not compared with itself
+  doc = json.loads(pathlib.Path(files["json"]).read_text())
+  got = {(e["group"], e["col"]): e for e in doc["column_stats"]}
+  assert got[("ResNet32", "95%")]["spearman"] == pytest.approx(rho95)
+  assert len(got[("ResNet32", "98%")]["welch"]) == len(spec.rows) - 1
+
+
+def test_two_row_groups_say_their_order_and_one_seed_has_no_welch():
+  spec = rx.build("table9", "cpu", seeds="1")
+  paper = {(r, c): paper_numbers.mean_of(paper_numbers.lookup("table9", r, c))
+           for r in spec.rows for c in spec.cols}
+  sbp, snip = "tanh / SBP-SR (stable)", "tanh / SNIP (standard)"
+  assert paper[(sbp, "90%")] is not None and paper[(snip, "90%")] is not None
+
+  def mean_of_cell(row, col):
+    p = paper[(row, col)]
+    if p is None:
+      return 0.4                      # the ablation rows
+    return p / 100 if row.startswith("ReLU") else 1 - p / 100  # tanh: reversed
+  recs = _records_with_means(spec, mean_of_cell, lambda i: 0.0)
+  cells = rr.aggregate(spec, recs)
+  stats = {(e["group"], e["col"]): e for e in rr.column_stats(spec, cells)}
+  for col in spec.cols:
+    relu, tanh = stats[("ReLU", col)], stats[("tanh", col)]
+    assert relu["n_rows"] == tanh["n_rows"] == 2
+    assert relu["spearman"] is None and relu["order_of_two"] == "same"
+    assert tanh["order_of_two"] == "opposite"
+    assert all(w["test"] is None for w in relu["welch"] + tanh["welch"])
+    assert [w["row"] for w in tanh["welch"]] == [
+        r for r in spec.rows if r.startswith("tanh / ") and r != snip]
+  md = rr.markdown(spec, cells, dict(command="c", machine="m", tf_version="t",
+                                     wall_time="1 s", done=1, total=1,
+                                     errors=0))
+  assert ("| tanh | 90% | 2 of 3 | n/a (fewer than 3 rows; the 2 compared "
+          "are in the reverse of the paper's order) |") in md
+  line = [l for l in md.splitlines() if l.startswith(f"| {sbp} |")][-1]
+  assert line.count("fewer than 2 seeds") == len(spec.cols)

@@ -3,12 +3,16 @@
 A table cell is ``mean +- std`` over the seeds that finished (sample std,
 ``ddof=1``; 0 with one seed), in percent for accuracies, with the paper's
 number in the next column where ``tools/paper_numbers.py`` records one.
+Tables 1, 2 and 9 add, per group and column, Spearman's rank correlation of
+our means with the paper's and Welch's t-test of each method against SNIP
+(:func:`column_stats`).
 
 Usage::
 
     from tools import reproduce_report as rr
     cells = rr.aggregate(spec, records)          # per (row, col) statistics
     rr.write(spec, records, header, "docs/results")   # .md, .json, .png
+    rr.column_stats(spec, cells)  # Table 1/2/9: rank corr., Welch vs SNIP
 """
 
 import json
@@ -195,6 +199,132 @@ def _extreme_lines(spec, cells) -> List[str]:
   return lines
 
 
+# Experiments whose tables get the per-column rank correlation with the
+# paper and the Welch tests against SNIP (rows '<group> / <method>').
+COLUMN_STATS_EXPERIMENTS = ("table1", "table2", "table9")
+
+
+def _group_method(row: str):
+  """'ResNet32 / SNIP (standard)' -> ('ResNet32', 'SNIP (standard)')."""
+  group, _, method = row.partition(" / ")
+  return group, method
+
+
+def _rank_entry(rows, ours, paper) -> Dict[str, Any]:
+  """Spearman's rho of ``ours`` vs ``paper`` over the pairs with both."""
+  used = [(r, o, p) for r, o, p in zip(rows, ours, paper)
+          if o is not None and p is not None]
+  entry = dict(rows_compared=[r for r, _, _ in used],
+               rows_left_out=[r for r, o, p in zip(rows, ours, paper)
+                              if o is None or p is None],
+               n_rows=len(used),
+               spearman=reproduce_stats.spearman([o for _, o, _ in used],
+                                                 [p for _, _, p in used]))
+  if len(used) == 2:  # rho needs 3; still say whether the 2 are in order
+    d = (used[0][1] - used[1][1]) * (used[0][2] - used[1][2])
+    entry["order_of_two"] = "same" if d > 0 else ("opposite" if d < 0
+                                                  else "tied")
+  return entry
+
+
+def column_stats(spec, cells) -> List[Dict[str, Any]]:
+  """Per (group, column): rank correlation with the paper, Welch vs SNIP.
+
+  A group is the rows sharing the label before ' / ' (e.g. 'ResNet32', or
+  'ReLU' / 'tanh' in Table 9). ``spearman`` is Spearman's rho between our
+  cell means and the paper's means (``paper_numbers.mean_of``) over the
+  group's rows that have both (rows without a paper number, e.g. our
+  ablation, are left out; ``n_rows`` counts the rest). ``welch`` holds, for
+  every other row, Welch's t-test of ``row - SNIP`` on the per-seed final
+  test accuracies (fractions; None with fewer than 2 seeds on either side),
+  SNIP being the group's row whose method starts with 'SNIP' (``snip_row``
+  None, ``welch`` empty where the group has none). One more entry per
+  group, ``col == 'all'``, pools every (row, column) cell of the group into
+  one rho (no Welch tests).
+  """
+  by = {(c["row"], c["col"]): c for c in cells}
+  groups = []
+  for row in spec.rows:
+    if _group_method(row)[0] not in groups:
+      groups.append(_group_method(row)[0])
+  out = []
+  for g in groups:
+    members = [r for r in spec.rows if _group_method(r)[0] == g]
+    snip = next((r for r in members
+                 if _group_method(r)[1].startswith("SNIP")), None)
+    for col in spec.cols:
+      entry = dict(group=g, col=col, snip_row=snip, **_rank_entry(
+          members, [by[(r, col)]["mean"] for r in members],
+          [paper_numbers.mean_of(by[(r, col)]["paper"]) for r in members]))
+      entry["welch"] = [
+          dict(row=r, test=reproduce_stats.welch(
+              by[(r, col)].get("values") or [],
+              by[(snip, col)].get("values") or []))
+          for r in members if snip is not None and r != snip]
+      out.append(entry)
+    pooled = [(f"{r} @ {c}", by[(r, c)]) for r in members for c in spec.cols]
+    out.append(dict(group=g, col="all", snip_row=snip, welch=[], **_rank_entry(
+        [k for k, _ in pooled], [e["mean"] for _, e in pooled],
+        [paper_numbers.mean_of(e["paper"]) for _, e in pooled])))
+  return out
+
+
+def _rho_text(entry) -> str:
+  if entry["spearman"] is not None:
+    return f"{entry['spearman']:+.2f}"
+  if entry["n_rows"] >= 3:
+    return "n/a (constant on one side)"
+  two = {"same": "; the 2 compared are in the paper's order",
+         "opposite": "; the 2 compared are in the reverse of the paper's "
+                     "order",
+         "tied": "; the 2 compared tie on one side"}
+  two = two.get(entry.get("order_of_two"))
+  return f"n/a (fewer than 3 rows{two or ''})"
+
+
+def _welch_text(w) -> str:
+  """'+3.10 (t = 2.41, p = 0.031) *': row - SNIP in points; * = p < 0.05."""
+  if w is None:
+    return "fewer than 2 seeds"
+  return (f"{100 * w['diff']:+.2f} (t = {w['t']:.2f}, p = {w['p']:.2g})" +
+          (" *" if w["p"] < 0.05 else ""))
+
+
+def _column_stats_lines(spec, cells) -> List[str]:
+  """Markdown below the main table: rank correlations, Welch vs SNIP."""
+  stats = column_stats(spec, cells)
+  lines = ["", "Rank correlation with the paper: Spearman's rho between our "
+           "means and the paper's over the rows of the group that have both "
+           "(rows without a paper number, e.g. the ablation, are left out; "
+           "tools/reproduce_stats.py). 'all' pools every (row, sparsity) "
+           "cell of the group ('rows compared' then counts cells), so it "
+           "mixes the order of the methods with the drop of accuracy with "
+           "sparsity.", ""]
+  lines += md_lib.table(
+      ["group", "sparsity", "rows compared", "rank correlation with the "
+       "paper"],
+      [[e["group"], e["col"], f"{e['n_rows']} of "
+        f"{e['n_rows'] + len(e['rows_left_out'])}", _rho_text(e)]
+       for e in stats], align="llrr").splitlines()
+  welch = {(e["group"], e["col"]): e for e in stats if e["col"] != "all"}
+  rows = []
+  for row in spec.rows:
+    g = _group_method(row)[0]
+    tests = [[w["test"] for w in welch[(g, c)]["welch"] if w["row"] == row]
+             for c in spec.cols]
+    if tests and all(tests):  # not SNIP itself; the group has one
+      rows.append([row] + [_welch_text(t[0]) for t in tests])
+  lines += ["", "Welch vs SNIP: each method minus the SNIP row of its group, "
+            "Welch's t-test (two-sided) on the per-seed final test accuracy; "
+            "difference in points of accuracy, t, p; * = p < 0.05.", ""]
+  if rows:
+    lines += md_lib.table(["row"] + list(spec.cols), rows,
+                          align="l" + "r" * len(spec.cols)).splitlines()
+  else:
+    lines.append("(no group has a SNIP row and another row)")
+  return lines
+
+
 def _fmt_acc(e) -> str:
   if not e["n"]:
     return "error" if e.get("errors") else "-"
@@ -261,6 +391,8 @@ def markdown(spec, cells, header: Dict[str, Any]) -> str:
             for row in spec.rows]
     lines += md_lib.table(head, rows, align="l" + "r" * (2 * len(spec.cols))
                           ).splitlines()
+    if spec.name in COLUMN_STATS_EXPERIMENTS:
+      lines += _column_stats_lines(spec, cells)
   if header.get("notes"):
     lines.append("")
     lines += header["notes"]
@@ -378,6 +510,8 @@ def write(spec, records, header, out_dir, stem=None) -> Dict[str, str]:
              runs=records)
   if spec.name == "extreme":
     doc["comparisons"] = comparisons(spec, cells)
+  if spec.name in COLUMN_STATS_EXPERIMENTS:
+    doc["column_stats"] = column_stats(spec, cells)
   files.write_text(out_dir / f"{stem}.md", md)
   # Not files.write_json: the committed tables hold this exact format (no
   # final newline, NaN as null).
