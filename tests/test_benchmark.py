@@ -380,13 +380,13 @@ def test_quick_memory_and_targets(quick_run):
 def test_quick_keras3_beside_tf_keras(quick_run):
   res, md = quick_run
   sec = res["sections"]["keras3"]
-  sal = {r["path"]: r for r in sec["saliency_rows"]}
-  assert set(sal) == {"tf_keras", "keras3"}
+  methods = res["settings"]["keras3_methods"]
+  sal = {(r["path"], r["method"]): r for r in sec["saliency_rows"]}
+  assert set(sal) == {(p, m) for p in ("tf_keras", "keras3") for m in methods}
   ref = res["settings"]["saliency_models"][0]
-  for r in sal.values():
+  for (path, method), r in sal.items():
     # The saliency section's first model and batch on both paths.
-    assert (r["model"], r["batch_size"], r["method"]) == (ref[0], ref[1],
-                                                          "sbp")
+    assert (r["model"], r["batch_size"]) == (ref[0], ref[1])
     _is_stat(r["train_step_s"], "s") and _is_stat(r["prune_steady_s"], "s")
     np.testing.assert_allclose(
         r["ratio_to_step"]["samples"],
@@ -401,9 +401,20 @@ def test_quick_keras3_beside_tf_keras(quick_run):
     if v == "dense":
       assert r["ratio_to_dense"]["median"] == 1.0
   between = sec["keras3_to_tf_keras"]
-  assert between["ratio_to_step"] == pytest.approx(
-      sal["keras3"]["ratio_to_step"]["median"]
-      / sal["tf_keras"]["ratio_to_step"]["median"])
+  assert set(between["by_method"]) == set(methods)
+  for m, b in between["by_method"].items():
+    # Paired per round: the median of the per-round ratios.
+    np.testing.assert_allclose(
+        b["prune_s"]["samples"],
+        np.divide(sal[("keras3", m)]["prune_steady_s"]["samples"],
+                  sal[("tf_keras", m)]["prune_steady_s"]["samples"]))
+    assert b["ratio_to_step"] == pytest.approx(
+        sal[("keras3", m)]["ratio_to_step"]["median"]
+        / sal[("tf_keras", m)]["ratio_to_step"]["median"])
+    t = [t for t in res["targets"]
+         if t["name"] == f"{m} prune, Keras 3 beside tf_keras"]
+    assert len(t) == 1 and t[0]["value"] == b["prune_s"]["median"]
+    assert t[0]["limit"] == 1.10 and t[0]["op"] == "<="
   assert between["masked_images_per_s"] == pytest.approx(
       fit[("keras3", "masked")]["images_per_s"]["median"]
       / fit[("tf_keras", "masked")]["images_per_s"]["median"])

@@ -28,7 +28,7 @@ def test_names_numbers_and_bad_input():
   assert rx.resolve_name("7") == "extreme"
   with pytest.raises(ValueError, match="unknown experiment 'table3'.*1-7"):
     rx.resolve_name("table3")
-  with pytest.raises(ValueError, match="unknown scale 'tpu'.*smoke, cpu, gpu"):
+  with pytest.raises(ValueError, match="unknown scale 'tpu'.*smoke, cpu, cpu_full, gpu"):
     rx.build("table1", "tpu")
   with pytest.raises(ValueError, match="--scale=gpu is defined only for "
                      "extreme, not table1"):
@@ -537,3 +537,28 @@ def test_two_row_groups_say_their_order_and_one_seed_has_no_welch():
           "are in the reverse of the paper's order) |") in md
   line = [l for l in md.splitlines() if l.startswith(f"| {sbp} |")][-1]
   assert line.count("fewer than 2 seeds") == len(spec.cols)
+
+
+def test_cpu_full_scale_trains_on_every_image_with_the_papers_rows():
+  """cpu_full: all 50,000 images, 8 epochs, x0.25, SynFlow at 100 rounds,
+  the paper's rows only (no ablation), 3 seeds; tables 1, 2 and 9 only."""
+  sizes = {}
+  for name in ("table1", "table2", "table9"):
+    spec = rx.build(name, "cpu_full")
+    assert spec.seeds == [0, 1, 2]
+    assert not any("ablation" in r for r in spec.rows), spec.rows
+    assert any("left out at this scale" in x for x in spec.shortcuts)
+    assert not any("ablation row adds" in x or "ablation rows add" in x
+                   for x in spec.shortcuts)
+    for c in spec.cells:
+      d, t = c.config["dataset"], c.config["train"]
+      assert (d["limit_train"], d["limit_test"]) == (None, None)
+      assert (t["epochs"], t["batch_size"], t["lr"]) == (8, 128, 0.1)
+      assert c.config["model"]["options"]["width_multiplier"] == 0.25
+      if c.config["prune"]["method"] == "synflow":
+        assert c.config["prune"]["rounds"] == 100
+    sizes[name] = len({(c.row, c.col) for c in spec.cells})
+  # 2 x 5 + (1 dense + 8 x 3) + 4 x 3 settings.
+  assert sizes == {"table1": 10, "table2": 25, "table9": 12}
+  with pytest.raises(ValueError, match="cpu_full is defined only for"):
+    rx.build("table5", "cpu_full")

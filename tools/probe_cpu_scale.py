@@ -33,6 +33,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 # name -> (width multiplier, training images, epochs, batch, lr)
 CANDIDATES = {
     "w025_e4": (0.25, 50000, 4, 128, 0.1),
+    "w025_e6": (0.25, 50000, 6, 128, 0.1),
     "w025_e8": (0.25, 50000, 8, 128, 0.1),
     "w05_e2": (0.5, 50000, 2, 128, 0.1),
     "w05_e4": (0.5, 50000, 4, 128, 0.1),
@@ -78,12 +79,13 @@ def run_candidate(name, workdir, limit_test, seed):
   cfg.train.validate_each_epoch, cfg.train.verbose = True, 2
   cfg.export_tflite = False
   t0 = time.time()
-  metrics = experiment.run(cfg, os.path.join(workdir, name))
+  run_dir = os.path.join(workdir, f"{name}_seed{seed}")
+  metrics = experiment.run(cfg, run_dir)
   # The per-epoch rows the run wrote (docs/training.md: metrics.json).
-  with open(os.path.join(workdir, name, "metrics.json"), encoding="utf-8") as f:
+  with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
     rows = json.load(f)
   return dict(
-      candidate=name, width_multiplier=width, train_images=n_train,
+      candidate=name, seed=seed, width_multiplier=width, train_images=n_train,
       epochs=epochs, batch_size=batch, lr=lr, test_images=limit_test,
       test_accuracy=metrics["test_accuracy"],
       per_epoch_test_accuracy=[r.get("val_accuracy") for r in rows],
@@ -104,7 +106,8 @@ def main(argv):
                         note=FLAGS.machine_note)
   for name in FLAGS.candidates:
     row = run_candidate(name, FLAGS.workdir, FLAGS.limit_test, FLAGS.seed)
-    doc["runs"] = [r for r in doc["runs"] if r["candidate"] != name] + [row]
+    doc["runs"] = [r for r in doc["runs"] if (r["candidate"], r.get("seed", 0))
+                   != (name, FLAGS.seed)] + [row]
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=1))
     os.replace(tmp, out)

@@ -161,11 +161,6 @@ def search_path(data_dir=None) -> List[SearchEntry]:
   return entries
 
 
-def search_roots(data_dir):
-  """[(root, explicit)] of :func:`search_path`, in search order."""
-  return [(e.path, e.explicit) for e in search_path(data_dir)]
-
-
 def find_local(name, data_dir) -> "tuple[Optional[Source], List[str]]":
   """The first local copy of ``name``, and the list of places searched."""
   searched = []

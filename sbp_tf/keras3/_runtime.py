@@ -39,12 +39,6 @@ def require_tensorflow(what: str) -> None:
         "method that needs no gradients ('magnitude', 'random') here.")
 
 
-def is_keras3(obj) -> bool:
-  """Whether ``obj`` is a Keras 3 object (its class comes from ``keras``)."""
-  mod = type(obj).__module__ or ""
-  return mod == "keras" or mod.startswith("keras.")
-
-
 def check_model(model, where: str) -> None:
   """Raises TypeError unless ``model`` is a Keras 3 model, ValueError unless
   it and its layers are built.

@@ -11,7 +11,6 @@ from sbp_tf.keras3._runtime import check_model
 from sbp_tf.pruning import kit as _kit
 
 KERAS3 = _kit.Kit("keras3", "keras3", check_model, targets.prunable_targets,
-                  targets.unprunable_layers, saliency.ScoreContext,
-                  describe_loss=_kit.describe_loss)
+                  targets.unprunable_layers, saliency.ScoreContext)
 
 __all__ = ["KERAS3"]

@@ -119,10 +119,9 @@ class SharedMasks(keras.constraints.Constraint):
   """
 
   def __init__(self, masks=None, inner=None, *, packed=None):
-    if masks is None:
-      masks = {k: _unpack(v["packed"], tuple(v["shape"]))
-               for k, v in (packed or {}).items()}
-    self.masks = {k: MaskConstraint(m) for k, m in masks.items()}
+    self.masks = ({k: MaskConstraint(m) for k, m in masks.items()}
+                  if masks is not None else  # from get_config: each one's
+                  {k: MaskConstraint(**v) for k, v in (packed or {}).items()})
     self.inner = keras.constraints.get(inner) if isinstance(inner, dict) \
         else inner
 
@@ -146,9 +145,7 @@ class SharedMasks(keras.constraints.Constraint):
     return self.masks[key](w)
 
   def get_config(self):
-    return {"packed": {k: {"shape": [int(d) for d in c.mask.shape],
-                           "packed": _pack(c.mask)}
-                       for k, c in self.masks.items()},
+    return {"packed": {k: c.get_config() for k, c in self.masks.items()},
             "inner": (None if self.inner is None
                       else keras.constraints.serialize(self.inner))}
 

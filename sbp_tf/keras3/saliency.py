@@ -16,16 +16,8 @@ Usage::
 
 import dataclasses
 
-from sbp_tf.keras3._runtime import keras, require_tensorflow
-from sbp_tf.pruning import saliency as _saliency
+from sbp_tf.keras3._runtime import require_tensorflow
 from sbp_tf.pruning import scores as _scores
-
-for_model = _saliency.for_model
-
-
-def default_loss():
-  """Keras 3 ``SparseCategoricalCrossentropy(from_logits=True)``."""
-  return _saliency.default_loss(K=keras)
 
 
 @dataclasses.dataclass
@@ -41,4 +33,4 @@ class ScoreContext(_scores.ScoreContext):
     return super()._saliency()
 
 
-__all__ = ["ScoreContext", "default_loss", "for_model"]
+__all__ = ["ScoreContext"]

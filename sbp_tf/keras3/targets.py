@@ -63,10 +63,4 @@ def unprunable_layers(model) -> List[Dict]:
   return _targets.unprunable_layers(model, KERAS3)
 
 
-def prunable_attrs(layer):
-  """Key segments of the prunable weights of ``layer`` (may be empty)."""
-  return _targets.prunable_attrs(layer, KERAS3)
-
-
-__all__ = ["KERAS3", "Target", "prunable_attrs", "prunable_targets",
-           "unprunable_layers"]
+__all__ = ["KERAS3", "Target", "prunable_targets", "unprunable_layers"]

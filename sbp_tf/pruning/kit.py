@@ -17,7 +17,7 @@ Usage::
 
 import dataclasses
 import functools
-from typing import Callable, Dict
+from typing import Callable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,8 +34,6 @@ class Kit:
     unprunable_layers: ``model -> [{layer, type, weights}]``.
     score_context: the :class:`ScoreContext` class whose gradients come
       from this Keras.
-    describe_loss: ``(model, targets, fields) -> dict`` added to a data
-      method's diagnostics (which loss each output got).
   """
   name: str
   prefix: str
@@ -43,17 +41,6 @@ class Kit:
   prunable_targets: Callable
   unprunable_layers: Callable
   score_context: type
-  describe_loss: Callable = lambda model, targets, fields: {}
-
-
-def describe_loss(model, targets, fields) -> Dict:
-  """Which loss each output got (the saliency's cached plan)."""
-  from sbp_tf.pruning import saliency  # pylint: disable=import-outside-toplevel
-  plan = saliency.for_model(
-      model, [t.variable for t in targets], fields.get("loss"),
-      fields.get("strategy"), loss_weights=fields.get("loss_weights"),
-      training=fields.get("scoring_mode", "training") == "training").plan
-  return dict(loss=plan.description, from_logits=plan.from_logits)
 
 
 @functools.lru_cache(maxsize=None)
@@ -65,7 +52,7 @@ def tf_keras() -> Kit:
   from sbp_tf.pruning import scores, targets
   return Kit("tf_keras", "sbp_tf.pruning", compat.check_not_keras3,
              targets.prunable_targets, targets.unprunable_layers,
-             scores.ScoreContext, describe_loss=describe_loss)
+             scores.ScoreContext)
 
 
 def resolve(kit) -> Kit:

@@ -24,6 +24,7 @@ import numpy as np
 
 from sbp_tf import files
 from sbp_tf import markdown
+from sbp_tf.pruning import diagnostics
 from sbp_tf.pruning import kit as kit_lib
 
 _ORDER_KEY = "__sbp_tf_mask_order__"
@@ -259,7 +260,7 @@ class Masks(Mapping):
 
   def collapsed(self) -> List[str]:
     """Keys whose mask keeps nothing (a fully pruned layer)."""
-    return [k for k, m in self._m.items() if m.size and not np.any(m)]
+    return diagnostics.collapsed_layers(self._m)
 
   # Model interaction.
   def validate(self, model, complete: bool = False, *, kit=None) -> None:

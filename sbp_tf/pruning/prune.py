@@ -156,8 +156,10 @@ def compose(kit, model, m, targets, mode, sparsity, *, scope, rounds,
         count_rule=count_rule)
     state.restore(snap)  # undo scoring side effects (BN stats, rounds)
     diag = steps.diagnose(model, masks, scores, dense, kit=kit)
-    if m.needs_data:  # the plan is cached with the traced saliency
-      diag.update(kit.describe_loss(model, targets, fields))
+    if m.needs_data:  # which loss each output got (the cached plan)
+      plan = kit.score_context(model=model, targets=targets, kit=kit,
+                               **fields).loss_plan()
+      diag.update(loss=plan.description, from_logits=plan.from_logits)
     rounds_lib.check_collapse(diag, where, sparsity, on_collapse,
                               rounds=rounds, scope=scope)
     factors = steps.apply(model, masks, rescale=mode or False, kit=kit)

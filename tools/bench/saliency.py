@@ -55,7 +55,10 @@ def check(settings) -> None:
     raise ValueError(f"Unknown method(s) {bad}; choose from {list(METHODS)}.")
 
 
-def _prune_kwargs(method, settings, x, y, syn_rounds):
+def prune_kwargs(method, settings, x, y, syn_rounds):
+  """``prune()``'s keyword arguments for ``method`` as this section times
+  it: the seed; data and the default loss for data-driven methods;
+  ``syn_rounds`` rounds for SynFlow."""
   kw = {"seed": settings.seed}
   if method not in DATA_FREE:
     kw.update(data=(x, y), loss=pruning.default_loss())
@@ -93,7 +96,7 @@ def run(settings, ctx: bench.Context) -> Dict[str, Any]:
     firsts = {}
     for method in settings.methods:
       restore()
-      kw = _prune_kwargs(method, settings, x, y, syn_rounds)
+      kw = prune_kwargs(method, settings, x, y, syn_rounds)
       firsts[method] = timing.time_call(
           lambda m=method, k=kw: pruning.prune(model, m, SPARSITY, **k))
     steps, times = [], {m: [] for m in settings.methods}
@@ -104,7 +107,7 @@ def run(settings, ctx: bench.Context) -> Dict[str, Any]:
            for _ in range(2)])))
       for method in settings.methods:
         restore()
-        kw = _prune_kwargs(method, settings, x, y, syn_rounds)
+        kw = prune_kwargs(method, settings, x, y, syn_rounds)
         times[method].append(timing.time_call(
             lambda m=method, k=kw: pruning.prune(model, m, SPARSITY, **k)))
     step = timing.summarize(steps)
