@@ -202,3 +202,90 @@ def test_unfused_normalization_switches_and_restores_the_fused_ops():
   with compat.unfused_normalization(m):
     assert (bn.fused, ln._fused) == (False, False)
   assert (bn.fused, ln._fused) == (True, True)
+
+
+def _keras3_bn_net(k3, **bn_kwargs):
+  x = k3.Input((6, 6, 3))
+  h = k3.layers.Conv2D(4, 3, padding="same", name="conv")(x)
+  h = k3.layers.BatchNormalization(name="bn", momentum=0.9, **bn_kwargs)(h)
+  return k3.Model(x, k3.layers.Dense(2, name="head")(k3.layers.Flatten()(h)))
+
+
+def _grads_and_stats(model, x, context):
+  @tf.function
+  def step(x):
+    with context():
+      with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(model(x, training=True)))
+      return tape.gradient(loss, model.trainable_variables)
+  bn = model.get_layer("bn")
+  before = [bn.moving_mean.numpy(), bn.moving_variance.numpy()]
+  grads = [g.numpy() for g in step(x)]
+  after = [bn.moving_mean.numpy(), bn.moving_variance.numpy()]
+  bn.moving_mean.assign(before[0])
+  bn.moving_variance.assign(before[1])
+  return grads, after
+
+
+@pytest.mark.parametrize("bn_kwargs", [{}, {"center": False, "scale": False}])
+def test_fused_normalization_matches_keras3_batch_norm(bn_kwargs):
+  # The fused kernel computes Keras 3's training-mode batch norm: the same
+  # gradients to float32 round-off, the same moving-statistics update
+  # (biased variance), and the layer's own call back on exit.
+  import contextlib  # pylint: disable=g-import-not-at-top
+  import keras as keras3  # pylint: disable=g-import-not-at-top
+  keras3.utils.set_random_seed(3)
+  m = _keras3_bn_net(keras3, **bn_kwargs)
+  x = tf.random.normal([5, 6, 6, 3], seed=1) * 2.0 + 0.5
+  own, own_stats = _grads_and_stats(m, x, contextlib.nullcontext)
+  fused, fused_stats = _grads_and_stats(
+      m, x, lambda: compat.fused_normalization(m))
+  for a, b in zip(own + own_stats, fused + fused_stats):
+    np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-6)
+  assert np.abs(own_stats[0]).max() > 1e-3  # the statistics did move
+  assert "call" not in vars(m.get_layer("bn"))
+  # Keras 3's graph has its many unfused ops; the fused one has the kernel.
+  ops = lambda ctx: {op.type for op in tf.function(  # noqa: E731
+      lambda x: _call_in(m, x, ctx)).get_concrete_function(x).graph
+                     .get_operations()}
+  assert "FusedBatchNormV3" not in ops(contextlib.nullcontext)
+  assert "FusedBatchNormV3" in ops(lambda: compat.fused_normalization(m))
+
+
+def _call_in(model, x, context):
+  with context():
+    return model(x, training=True)
+
+
+def test_fused_normalization_in_inference_mode_and_tf_keras_untouched():
+  # Inference mode: the moving statistics, fused, with Keras 3's values and
+  # gradients; a tf_keras model (already fused) is left as it is.
+  import contextlib  # pylint: disable=g-import-not-at-top
+  import keras as keras3  # pylint: disable=g-import-not-at-top
+  keras3.utils.set_random_seed(4)
+  m3 = _keras3_bn_net(keras3)
+  bn = m3.get_layer("bn")
+  bn.moving_mean.assign(np.linspace(-1, 1, 4).astype("float32"))
+  bn.moving_variance.assign(np.linspace(0.5, 2, 4).astype("float32"))
+  x = tf.random.normal([5, 6, 6, 3], seed=2)
+
+  def grads(context):
+    with context():
+      with tf.GradientTape() as tape:
+        out = m3(x, training=False)
+        loss = tf.reduce_sum(tf.square(out))
+      return [out] + tape.gradient(loss, m3.trainable_variables)
+  for a, b in zip(grads(contextlib.nullcontext),
+                  grads(lambda: compat.fused_normalization(m3))):
+    np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=2e-5, atol=2e-6)
+  infer = tf.function(lambda x: _infer_in(m3, x)).get_concrete_function(x)
+  assert "FusedBatchNormV3" in {op.type for op in infer.graph.get_operations()}
+  x2 = keras.Input((4, 4, 2))
+  m2 = keras.Model(x2, keras.layers.BatchNormalization(name="bn")(x2))
+  with compat.fused_normalization(m2):
+    assert "call" not in vars(m2.get_layer("bn"))
+
+
+def _infer_in(model, x):
+  with compat.fused_normalization(model):
+    return model(x, training=False)

@@ -270,3 +270,30 @@ def test_export_verifies_on_both_paths(path, family, tmp_path):
   assert r["num_sparse_tensors"] >= 1 or r["sparse_fallback"]
   if family == "two_io":
     assert sorted(r["outputs"]) == ["cls", "reg"]
+
+
+def _bn_cnn(K):
+  L = K.layers
+  inp = K.Input((8, 8, 3))
+  x = L.Conv2D(6, 3, padding="same", use_bias=False, name="c1")(inp)
+  x = L.ReLU()(L.BatchNormalization(name="bn1")(x))
+  x = L.Conv2D(8, 3, strides=2, use_bias=False, name="c2")(x)
+  x = L.ReLU()(L.BatchNormalization(name="bn2")(x))
+  return K.Model(inp, L.Dense(4, name="head")(L.GlobalAveragePooling2D()(x)))
+
+
+def test_sbp_scores_through_batch_norm_are_identical_on_both_paths():
+  # First-order scoring runs batch norm through the fused kernel on both
+  # Kerases (compat.fused_normalization): same weights and batch give the
+  # same scores to the bit (Keras 3's own unfused ops differ in round-off).
+  k2, k3 = _bn_cnn(keras2_module), _bn_cnn(keras3_module)
+  k3.set_weights(k2.get_weights())
+  x = np.random.default_rng(1).normal(size=(16, 8, 8, 3)).astype("float32")
+  y = np.arange(16) % 4
+  for mode in ("training", "inference"):
+    r2 = pruning.prune(k2, "sbp", 0.7, data=(x, y), seed=0, scoring_mode=mode)
+    r3 = keras3.prune(k3, "sbp", 0.7, data=(x, y), seed=0, scoring_mode=mode)
+    for k in r2.scores:
+      np.testing.assert_array_equal(r3.scores[k], r2.scores[k],
+                                    err_msg=f"{mode} {k}")
+      np.testing.assert_array_equal(r3.masks[k], r2.masks[k])

@@ -34,6 +34,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from sbp_tf import compat
 from sbp_tf.compat import tf
 from sbp_tf.pruning import kit as kit_lib
 from sbp_tf.pruning import state
@@ -171,7 +172,9 @@ def connectivity(model, masks: Optional[Mapping[str, np.ndarray]] = None,
   kit = kit_lib.resolve(kit)
   ins = ones_inputs(model)
   targets = kit.prunable_targets(model)
-  with state.linearized(model, _mask_average(masks)), state.reachability(model):
+  # Fused batch norm (Keras 3): one eager op a layer instead of several.
+  with state.linearized(model, _mask_average(masks)), \
+      state.reachability(model), compat.fused_normalization(model):
     out, grads = _pass(model, ins, targets)
     with state.zero_input():
       out0, grads0 = _pass(model, _zeros_like_inputs(ins), targets)

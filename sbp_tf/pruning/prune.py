@@ -179,4 +179,4 @@ def _zero_pruned(targets, masks) -> None:
   """``W <- W * mask`` in place, so the next round scores the pruned net."""
   for t in targets:
     w = t.variable.numpy()
-    t.variable.assign(w * masks[t.key].astype(w.dtype))
+    state.assign(t.variable, w * masks[t.key].astype(w.dtype))

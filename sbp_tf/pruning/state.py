@@ -65,10 +65,28 @@ def snapshot(model) -> List[Tuple[object, np.ndarray]]:
   return snapshot_of(unique(model.variables))
 
 
+@functools.lru_cache(maxsize=None)
+def _is_keras3_variable(cls) -> bool:
+  return compat.keras_family(cls) == "keras3"
+
+
+def assign(variable, value) -> None:
+  """``variable <- value`` (same shape and dtype), either Keras.
+
+  A Keras 3 variable is written through the ``tf.Variable`` behind it
+  (``variable.value`` outside an autocast scope): the same write without
+  Keras 3's per-call conversion and checks, which cost 0.08 against 0.05 ms
+  an assign, and pruning assigns every variable of a model more than once.
+  """
+  raw = (getattr(variable, "value", None)
+         if _is_keras3_variable(type(variable)) else None)
+  (raw if isinstance(raw, tf.Variable) else variable).assign(value)
+
+
 def restore(snap) -> None:
   """Writes back the values of a :func:`snapshot` (bit-exact)."""
   for v, value in snap:
-    v.assign(value)
+    assign(v, value)
 
 
 def _sublayers(model) -> List:
@@ -592,7 +610,7 @@ def linearized(model, kernel_fn: Callable[[str, np.ndarray], np.ndarray],
     if linear_activations:
       swapped = linearize_activations(model)
     for v, new in linear_values(model, kernel_fn, snap, biases=biases):
-      v.assign(np.asarray(new, dtype=dtypes[id(v)]))
+      assign(v, np.asarray(new, dtype=dtypes[id(v)]))
     yield
   finally:
     unlinearize(swapped)
