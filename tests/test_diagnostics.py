@@ -197,6 +197,31 @@ def test_sampled_threshold_gives_the_stable_sort_masks(kind, monkeypatch):
   assert any(outcomes) and not all(outcomes), outcomes.count(True)
 
 
+def test_tied_bracket_gives_the_sorted_kth_largest():
+  # Inside a sampled bracket [lo, hi] the k-th largest comes from counting
+  # the copies of hi and lo and partitioning only (lo, hi): checked against
+  # a full sort on brackets dominated by ties (pruned weights score 0),
+  # with each of the three outcomes reached.
+  from sbp_tf.pruning import threshold  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(8)
+  reached = set()
+  for _ in range(300):
+    lo, hi = sorted(rng.choice([0.0, 0.25, 0.5, 1.0], 2, replace=False))
+    n_lo, n_hi, n_mid = rng.integers(0, 50, 3)
+    mid = rng.uniform(lo, hi, n_mid)
+    mid = mid[(mid > lo) & (mid < hi)]
+    inside = rng.permutation(np.concatenate(
+        [np.full(n_lo, lo), np.full(n_hi, hi), mid]))
+    if inside.size == 0:
+      continue
+    for need in range(1, inside.size + 1):
+      want = np.sort(inside)[::-1][need - 1]
+      got = threshold._kth_largest_tied(inside.copy(), need, lo, hi)
+      assert got == want
+      reached.add("hi" if got == hi else "lo" if got == lo else "mid")
+  assert reached == {"hi", "lo", "mid"}
+
+
 def test_collapse_warning_fix_matches_the_critical_sparsity():
   """Above the critical sparsity the fix is to lower the sparsity to it;
   below it (cut without a whole layer pruned), saying so would contradict
