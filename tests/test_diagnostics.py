@@ -222,6 +222,25 @@ def test_tied_bracket_gives_the_sorted_kth_largest():
   assert reached == {"hi", "lo", "mid"}
 
 
+def test_best_ranks_match_a_stable_sort_with_collapsed_layers():
+  # Each layer's best weight ranked by a full stable descending sort, on
+  # pools where some layers are all 0 (collapsed: every weight reaches the
+  # floor) and maxima tie across layers.
+  from sbp_tf.pruning import diagnostics  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(9)
+  for _ in range(200):
+    segs = [rng.choice([0.0, 0.5, 1.0, 2.0], rng.integers(1, 9))
+            for _ in range(rng.integers(1, 6))]
+    for i in rng.choice(len(segs), rng.integers(0, 3)):
+      segs[i] = np.zeros_like(segs[i])
+    cat = np.concatenate(segs)
+    rank = np.empty(cat.size, np.int64)
+    rank[np.argsort(-cat, kind="stable")] = np.arange(cat.size)
+    starts = np.cumsum([0] + [s.size for s in segs[:-1]])
+    want = [int(rank[st:st + s.size].min()) for st, s in zip(starts, segs)]
+    assert diagnostics._best_ranks(segs) == want
+
+
 def test_collapse_warning_fix_matches_the_critical_sparsity():
   """Above the critical sparsity the fix is to lower the sparsity to it;
   below it (cut without a whole layer pruned), saying so would contradict

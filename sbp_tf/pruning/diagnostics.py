@@ -200,33 +200,34 @@ def _best_ranks(segments: List[np.ndarray]) -> List[int]:
 
   Ranking is by ``(-value, index)`` (a stable descending sort). The best
   element of segment ``l`` is its maximum ``m_l`` at its first position
-  ``p_l``, and ``r_l = #(cat > m_l) + #(cat[:p_l] == m_l)``. Only values
-  ``>= min_l m_l`` enter either count, and in real score vectors they are a
-  few percent of all weights (ResNet-50: 1-4%), so those alone are gathered
-  (segment by segment: the full concatenation is never built) and sorted
-  instead of all ``N`` (25M for ResNet-50: ~6 s for the full stable sort).
+  ``p_l``, so ``r_l = #(cat > m_l) + #(cat[:p_l] == m_l)``, and the second
+  count only sees earlier segments (``p_l`` is the first maximum of its
+  own). Both counts come from bucketing every value ``>= min_l m_l`` among
+  the sorted distinct maxima ``u_0 < ... < u_{K-1}`` (``j(v) = #(u < v)``:
+  ``v > u_j`` iff ``j(v) > j``), segment by segment, in ``O(N log K)``
+  without concatenating or sorting the scores. Why: with a collapsed layer
+  ``min_l m_l`` is 0 and every weight qualifies; sorting them all was 1.8 s
+  of a SynFlow prune of ResNet-50-ImageNet (25.5M weights).
   """
-  sizes = [seg.size for seg in segments]
-  starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
   local = [int(np.argmax(seg)) for seg in segments]
-  first = [int(st + i) for st, i in zip(starts, local)]
   maxima = np.array([seg[i] for seg, i in zip(segments, local)])
-  floor = maxima.min()
-  idx = [np.flatnonzero(seg >= floor) for seg in segments]
-  pos = np.concatenate([st + i for st, i in zip(starts, idx)])  # ascending
-  top = np.concatenate([seg[i] for seg, i in zip(segments, idx)])
-  ordered = np.sort(top)
-  ranks, ties = [], {}
-  for m, p in zip(maxima, first):
-    greater = ordered.size - int(np.searchsorted(ordered, m, side="right"))
-    equal = int(np.searchsorted(ordered, m, side="right")
-                - np.searchsorted(ordered, m, side="left"))
-    before = 0
-    if equal > 1:  # ties with the maximum: earlier positions rank first
-      if m not in ties:  # one scan per tied level, shared by its layers
-        ties[m] = pos[top == m]
-      before = int(np.searchsorted(ties[m], p))
-    ranks.append(greater + before)
+  levels = np.unique(maxima)
+  k = levels.size
+  below = np.zeros(k + 1, np.int64)  # below[j]: values with j levels < them
+  equal = np.zeros((len(segments), k), np.int64)  # per segment, == u_j
+  for s, seg in enumerate(segments):
+    vals = seg[seg >= levels[0]]
+    j = np.searchsorted(levels, vals, side="left")
+    below += np.bincount(j, minlength=k + 1)
+    hit = j < k
+    on_level = j[hit][vals[hit] == levels[j[hit]]]
+    equal[s] = np.bincount(on_level, minlength=k)
+  greater = np.cumsum(below[::-1])[::-1]  # greater[j + 1] = #(v > u_j)
+  earlier = np.cumsum(equal, axis=0) - equal  # == u_j in segments before
+  ranks = []
+  for s, m in enumerate(maxima):
+    j = int(np.searchsorted(levels, m))
+    ranks.append(int(greater[j + 1]) + int(earlier[s, j]))
   return ranks
 
 
