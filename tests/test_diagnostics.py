@@ -197,29 +197,60 @@ def test_sampled_threshold_gives_the_stable_sort_masks(kind, monkeypatch):
   assert any(outcomes) and not all(outcomes), outcomes.count(True)
 
 
-def test_tied_bracket_gives_the_sorted_kth_largest():
-  # Inside a sampled bracket [lo, hi] the k-th largest comes from counting
-  # the copies of hi and lo and partitioning only (lo, hi): checked against
-  # a full sort on brackets dominated by ties (pruned weights score 0),
-  # with each of the three outcomes reached.
+def test_tied_bracket_gives_the_sorted_kth_largest(monkeypatch):
+  # Inside a bracket [lo, hi] the k-th largest comes from counting the
+  # copies of hi and lo, then partitioning the open interval (ends tied in
+  # bulk: pruned weights score 0) or, when the ends hold at most 1/8 of the
+  # values, the bracket as it is: checked against a full sort, with each of
+  # the four outcomes reached.
   from sbp_tf.pruning import threshold  # pylint: disable=g-import-not-at-top
+  partitioned = []
+  real = threshold._kth_largest_inplace
+  monkeypatch.setattr(threshold, "_kth_largest_inplace", lambda v, k: (
+      partitioned.append(v.size), real(v, k))[1])
   rng = np.random.default_rng(8)
   reached = set()
   for _ in range(300):
     lo, hi = sorted(rng.choice([0.0, 0.25, 0.5, 1.0], 2, replace=False))
-    n_lo, n_hi, n_mid = rng.integers(0, 50, 3)
-    mid = rng.uniform(lo, hi, n_mid)
+    n_lo, n_hi = rng.integers(0, 50, 2) * rng.integers(0, 2, 2)
+    mid = rng.uniform(lo, hi, rng.integers(0, 120))
     mid = mid[(mid > lo) & (mid < hi)]
     inside = rng.permutation(np.concatenate(
         [np.full(n_lo, lo), np.full(n_hi, hi), mid]))
-    if inside.size == 0:
-      continue
     for need in range(1, inside.size + 1):
       want = np.sort(inside)[::-1][need - 1]
+      partitioned.clear()
       got = threshold._kth_largest_tied(inside.copy(), need, lo, hi)
       assert got == want
-      reached.add("hi" if got == hi else "lo" if got == lo else "mid")
-  assert reached == {"hi", "lo", "mid"}
+      reached.add("hi" if not partitioned and got == hi else
+                  "lo" if not partitioned else
+                  "whole" if partitioned == [inside.size] else "open")
+      if partitioned:
+        assert (partitioned == [inside.size]) == (n_lo + n_hi <=
+                                                  inside.size // 8)
+  assert reached == {"hi", "lo", "whole", "open"}
+
+
+def test_full_partition_counts_a_mass_of_dead_weights(monkeypatch):
+  # Pools below the sampling size are one bracket [min, max]: with 90% of
+  # the weights dead (-inf) only the live ones below the maximum are
+  # partitioned, and the masks equal a stable descending sort's.
+  from sbp_tf.pruning import threshold  # pylint: disable=g-import-not-at-top
+  partitioned = []
+  real = threshold._kth_largest_inplace
+  monkeypatch.setattr(threshold, "_kth_largest_inplace", lambda v, k: (
+      partitioned.append(v.size), real(v, k))[1])
+  rng = np.random.default_rng(10)
+  imp = rng.normal(size=(3000,))
+  alive = (rng.uniform(size=imp.size) < 0.1).astype(np.float32)
+  masks = threshold.select({"a": imp[:1000], "b": imp[1000:]}, 0.05,
+                           alive={"a": alive[:1000], "b": alive[1000:]})
+  order = np.argsort(-np.where(alive > 0, imp, -np.inf), kind="stable")
+  want = np.zeros(imp.size, np.float32)
+  want[order[:150]] = 1.0
+  np.testing.assert_array_equal(np.concatenate([masks["a"], masks["b"]]),
+                                want)
+  assert partitioned == [int(alive.sum()) - 1]
 
 
 def test_best_ranks_match_a_stable_sort_with_collapsed_layers():

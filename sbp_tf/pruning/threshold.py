@@ -74,18 +74,25 @@ def _kth_largest_tied(inside: np.ndarray, need: int, lo, hi) -> float:
   """The ``need``-th largest of ``inside`` (all in ``[lo, hi]``).
 
   Descending, ``inside`` is ``c_hi`` copies of ``hi``, then the values in
-  ``(lo, hi)``, then copies of ``lo``; so the answer is ``hi`` if
-  ``need <= c_hi``, ``lo`` if ``need > c_hi + #(lo, hi)``, else a partition
-  of the open interval only. Why: pruned or dead weights score exactly 0,
-  and numpy's introselect is about 20x slower per element on a mass of
-  equal values (SynFlow's later rounds, re-pruning a pruned model).
+  ``(lo, hi)``, then ``c_lo`` copies of ``lo``; so the answer is ``hi`` if
+  ``need <= c_hi``, ``lo`` if ``need > n - c_lo``, else the
+  ``(need - c_hi)``-th largest of the open interval. Why: pruned or dead
+  weights score exactly 0 (or -inf), and numpy's introselect is about 20x
+  slower per element on a mass of equal values (SynFlow's later rounds,
+  re-pruning a pruned model). When the two ends hold at most 1/8 of the
+  values, ``inside`` is partitioned as it is (same answer; copying out the
+  open interval would cost more than the few ties do).
   """
+  n = inside.size
   c_hi = int(np.count_nonzero(inside == hi))
   if need <= c_hi:
     return hi
-  mid = inside[(inside > lo) & (inside < hi)]
-  if need > c_hi + mid.size:
+  c_lo = int(np.count_nonzero(inside == lo))  # lo < hi here: c_hi < n
+  if need > n - c_lo:
     return lo
+  if c_hi + c_lo <= n // 8:
+    return _kth_largest_inplace(inside, need)
+  mid = inside[(inside > lo) & (inside < hi)]
   return _kth_largest_inplace(mid, need - c_hi)
 
 
@@ -110,8 +117,9 @@ def _top_segments(segments, k: int) -> list:
 
   Same masks as ranking by a stable argsort of ``-concat(segments)``, in
   linear time: ``t``, the k-th largest value, comes from a sampled bracket
-  on large pools (:func:`_kth_largest_by_sample`), else from partitioning
-  the concatenation; every value ``> t`` is kept, and the first
+  on large pools (:func:`_kth_largest_by_sample`), else from the whole
+  concatenation as the bracket ``[min, max]`` (:func:`_kth_largest_tied`,
+  so masses of dead weights are counted, not partitioned); every value ``> t`` is kept, and the first
   ``k - #(> t)`` positions holding ``t`` fill the rest (no full sort: it
   dominates the selection on pools of tens of millions of weights).
   """
@@ -122,7 +130,8 @@ def _top_segments(segments, k: int) -> list:
     return [np.zeros(seg.size, np.float32) for seg in segments]
   t = _kth_largest_by_sample(segments, k, n) if n > 4 * _SAMPLE else None
   if t is None:
-    t = _kth_largest_inplace(np.concatenate(segments), k)
+    cat = np.concatenate(segments)
+    t = _kth_largest_tied(cat, k, cat.min(), cat.max())
   return _masks_at(segments, k, t)
 
 
